@@ -336,17 +336,6 @@ class FailedWriter : public WriteReactor<W> {
   const grpc::Status status_;
 };
 
-// Those of `entries` that `keep`, at most `max` of them (0: all).
-template <typename Entry, typename Keep>
-std::vector<Entry> InScope(std::vector<Entry> entries, size_t max, const Keep& keep) {
-  std::vector<Entry> out;
-  for (Entry& entry : entries) {
-    if (max > 0 && out.size() >= max) break;
-    if (keep(entry)) out.push_back(std::move(entry));
-  }
-  return out;
-}
-
 // What a scoped caller may define as a source: a name its scope covers, reading a
 // repository under its repos= and naming only credentials its credentials= covers (a
 // credential found by URL prefix is the repository's own). Its submodules and LFS servers
@@ -381,8 +370,10 @@ std::function<bool(const std::string&)> VisibleClusters(const Caller& caller,
                                                         Controller* controller) {
   if (!caller.scoped()) return nullptr;
   auto covered = std::make_shared<std::set<std::string>>();
-  for (const v1::ClusterInfo& c : controller->ListClusters()) {
-    if (CoversClusterInfo(*caller.scope, c)) covered->insert(c.name());
+  const std::shared_ptr<const Scope> scope = caller.scope;
+  for (const v1::ClusterInfo& c : controller->ListClusters(
+           "", 0, [&scope](const LabelMap& labels) { return scope->CoversCluster(labels); })) {
+    covered->insert(c.name());
   }
   return [covered](const std::string& name) { return covered->count(name) > 0; };
 }
@@ -933,8 +924,8 @@ grpc::Status AdminServiceImpl::ListBundles(grpc::ServerContext* context,
       [this, &call](const std::string& from, size_t max) {
         if (!call.caller().scoped()) return controller_->ListBundles(from, max);
         std::vector<v1::BundleInfo> bundles =
-            InScope(controller_->ListBundles(from, 0), max, [&call](const v1::BundleInfo& b) {
-              return call.caller().scope->CoversBundle(b.bundle().name());
+            controller_->ListBundles(from, max, [&call](const std::string& bundle) {
+              return call.caller().scope->CoversBundle(bundle);
             });
         for (v1::BundleInfo& info : bundles) call.Hide(&info);
         return bundles;
@@ -966,10 +957,9 @@ grpc::Status AdminServiceImpl::ListClusters(grpc::ServerContext* context,
       ValidateClusterName,
       [this, &call](const std::string& from, size_t max) {
         if (!call.caller().scoped()) return controller_->ListClusters(from, max);
-        std::vector<v1::ClusterInfo> clusters =
-            InScope(controller_->ListClusters(from, 0), max, [&call](const v1::ClusterInfo& c) {
-              return CoversClusterInfo(*call.caller().scope, c);
-            });
+        std::vector<v1::ClusterInfo> clusters = controller_->ListClusters(
+            from, max,
+            [&call](const LabelMap& labels) { return call.caller().scope->CoversCluster(labels); });
         for (v1::ClusterInfo& cluster : clusters) call.view().Hide(&cluster);
         return clusters;
       },

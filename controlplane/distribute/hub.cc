@@ -2122,14 +2122,18 @@ bool Hub::NoteRefused(const std::string& cluster, const std::string& why) {
   return first;
 }
 
-std::vector<ClusterView> Hub::Clusters(const std::string& only, const std::string& from,
-                                       size_t max) {
+std::vector<ClusterView> Hub::Clusters(const std::string& only, const std::string& from, size_t max,
+                                       const std::function<bool(const LabelMap&)>& keep) {
   MutexLock lock(&mu_);
   std::vector<ClusterView> out;
   auto begin = !only.empty() ? agents_.find(only) : agents_.lower_bound(from);
   auto end = only.empty() || begin == agents_.end() ? agents_.end() : std::next(begin);
   for (auto it = begin; it != end && (max == 0 || out.size() < max); ++it) {
     const Agent& agent = it->second;
+    if (keep != nullptr &&
+        !keep(LabelMap(agent.info.labels().begin(), agent.info.labels().end()))) {
+      continue;
+    }
     ClusterView view{agent.info, agent.reports};
     if (!agent.labels_known && !agent.reported.empty()) {
       v1::ClusterCondition* labels = view.info.add_conditions();

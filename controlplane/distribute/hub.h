@@ -269,9 +269,12 @@ class Hub {
   bool ConcernsAny(const LabelSelector& clusters, const std::string& bundle,
                    const LabelSelector* selector) const ABSL_LOCKS_EXCLUDED(mu_);
   // Every cluster, or only `name` when it is not empty. Otherwise, in name order, those
-  // from `from` on (inclusive), at most `max` of them (0: no bound): a page's worth.
+  // from `from` on (inclusive), at most `max` of them (0: no bound): a page's worth. With
+  // `keep`, only the clusters whose labels (ClusterInfo.labels) it keeps, looked at before
+  // anything is copied (a team's page of a big fleet).
   std::vector<ClusterView> Clusters(const std::string& name = "", const std::string& from = "",
-                                    size_t max = 0);
+                                    size_t max = 0,
+                                    const std::function<bool(const LabelMap&)>& keep = nullptr);
   // How far `bundle` has rolled out to the known clusters `selector` matches.
   struct Rollout {
     int targets = 0;

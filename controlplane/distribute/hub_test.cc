@@ -1102,6 +1102,15 @@ TEST_F(HubTest, CountsAndListsTheClustersASelectorMatches) {
   EXPECT_EQ(hub_.LabelsOf("c"), std::optional<LabelMap>(LabelMap{{"env", "dev"}}));
   EXPECT_EQ(hub_.LabelsOf("a"), std::optional<LabelMap>(LabelMap{{"env", "prod"}}));
   EXPECT_EQ(hub_.LabelsOf("bb"), std::nullopt) << "not the next cluster in name order";
+  // A page of the clusters a scope keeps: those it passes over do not fill it.
+  auto in_dev = [](const LabelMap& labels) {
+    auto env = labels.find("env");
+    return env != labels.end() && env->second == "dev";
+  };
+  std::vector<ClusterView> kept = hub_.Clusters("", "", 1, in_dev);
+  ASSERT_EQ(kept.size(), 1u);
+  EXPECT_EQ(kept[0].info.name(), "c");
+  EXPECT_THAT(hub_.Clusters("", "d", 0, in_dev), IsEmpty());
   EXPECT_EQ(hub_.LabelsOf(""), std::nullopt);
 }
 

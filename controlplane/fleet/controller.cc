@@ -1623,13 +1623,15 @@ absl::Status Controller::RemoveBundle(const std::string& name, absl::Time wait_u
   return absl::OkStatus();
 }
 
-std::vector<v1::BundleInfo> Controller::ListBundles(const std::string& from, size_t max) {
+std::vector<v1::BundleInfo> Controller::ListBundles(
+    const std::string& from, size_t max, const std::function<bool(const std::string&)>& keep) {
   std::vector<v1::BundleInfo> out;
   std::vector<LabelSelector> selectors;
   {
     MutexLock lock(&mu_);
     for (auto it = bundles_.lower_bound(from);
          it != bundles_.end() && (max == 0 || out.size() < max); ++it) {
+      if (keep != nullptr && !keep(it->first)) continue;
       out.push_back(InfoLocked(it->second));
       selectors.push_back(it->second.selector);
     }
@@ -1666,9 +1668,12 @@ void Controller::CountWithin(v1::BundleInfo* info, const LabelSelector& within) 
   }
 }
 
-std::vector<v1::ClusterInfo> Controller::ListClusters(const std::string& from, size_t max) {
+std::vector<v1::ClusterInfo> Controller::ListClusters(
+    const std::string& from, size_t max, const std::function<bool(const LabelMap&)>& keep) {
   std::vector<v1::ClusterInfo> out;
-  for (ClusterView& view : hub_->Clusters("", from, max)) out.push_back(std::move(view.info));
+  for (ClusterView& view : hub_->Clusters("", from, max, keep)) {
+    out.push_back(std::move(view.info));
+  }
   return out;
 }
 

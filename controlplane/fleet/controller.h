@@ -231,14 +231,21 @@ class Controller {
   void DiffBundle(const std::string& cluster, const std::string& bundle, absl::Duration timeout,
                   Hub::DiffCallback done);
   // Every bundle, or (max > 0) at most `max` of them in name order from `from` on.
-  std::vector<v1::BundleInfo> ListBundles(const std::string& from = "", size_t max = 0);
+  // With `keep`, only the bundles whose names it keeps (`max` of those), looked at before
+  // anything is built (a team's page of a big fleet).
+  std::vector<v1::BundleInfo> ListBundles(
+      const std::string& from = "", size_t max = 0,
+      const std::function<bool(const std::string&)>& keep = nullptr);
   // A listing's counts (target, current and not deployed clusters, when it rolled out) of
   // the clusters `within` matches alone: a scoped caller's share of a bundle that reaches
   // others' clusters too. Counted anew: a look at every cluster.
   void CountWithin(v1::BundleInfo* info, const LabelSelector& within) ABSL_LOCKS_EXCLUDED(mu_);
 
   // Every cluster, or (max > 0) at most `max` of them in name order from `from` on.
-  std::vector<v1::ClusterInfo> ListClusters(const std::string& from = "", size_t max = 0);
+  // With `keep`, only the clusters whose labels it keeps.
+  std::vector<v1::ClusterInfo> ListClusters(
+      const std::string& from = "", size_t max = 0,
+      const std::function<bool(const LabelMap&)>& keep = nullptr);
   // See Hub::AdoptCluster and Hub::ForgetBundle.
   absl::Status AdoptCluster(const std::string& cluster);
   absl::Status ForgetBundle(const std::string& cluster, const std::string& bundle, bool prune);

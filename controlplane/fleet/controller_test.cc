@@ -1171,6 +1171,18 @@ TEST_F(ControllerTest, ATeamsBundleReachesTheClustersItsScopeCoversAlone) {
   EXPECT_FALSE(reaches("b1"));
   EXPECT_EQ(info().target_clusters(), 1);
   EXPECT_EQ(info().bundle().selector(), "") << "the bundle's own selector is kept apart";
+  // A team's page: the bundles and clusters it keeps alone, the others passed over.
+  ASSERT_TRUE(controller_->AddBundle(Bundle("other", "app"), false).ok());
+  std::vector<v1::BundleInfo> page =
+      controller_->ListBundles("", 1, [](const std::string& name) { return name != "other"; });
+  ASSERT_EQ(page.size(), 1u);
+  EXPECT_EQ(page[0].bundle().name(), "team-a-app");
+  std::vector<v1::ClusterInfo> clusters = controller_->ListClusters(
+      "", 0,
+      [](const LabelMap& labels) { return labels.count("team") > 0 && labels.at("team") == "b"; });
+  ASSERT_EQ(clusters.size(), 1u);
+  EXPECT_EQ(clusters[0].name(), "b1");
+  ASSERT_TRUE(controller_->RemoveBundle("other").ok());
 
   // The fleet's admin replaces it (no scope of its own): the scope stays.
   v1::Bundle replacement = Bundle("team-a-app", "app", "env=prod");
