@@ -7,7 +7,9 @@
 #include <cstring>
 #include <filesystem>
 #include <utility>
+#include <vector>
 
+#include "absl/cleanup/cleanup.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
 #include "absl/strings/str_cat.h"
@@ -86,6 +88,54 @@ Held FilesUnder(const std::string& dir) {
   return held;
 }
 
+// The folder a fetch writes its objects to until it succeeds (git's own quarantine, as
+// receive-pack keeps a push's): a fetch that fails, is stopped past its bound or dies with
+// the control plane leaves nothing in the repository, so failed fetches cannot add up.
+constexpr char kIncomingPrefix[] = "gitfleet-incoming-";
+
+// Moves what a fetch wrote into `incoming` into `objects`: loose objects by their folder,
+// then packs, each pack before its index (a reader finds no index without its pack); an
+// object already there stays as it is.
+absl::Status MoveObjects(const std::string& incoming, const std::string& objects) {
+  namespace fs = std::filesystem;
+  std::error_code error;
+  std::vector<fs::path> packs, indexes;
+  for (fs::directory_iterator dir(incoming, error), end; !error && dir != end;
+       dir.increment(error)) {
+    const std::string name = dir->path().filename().string();
+    if (name == "pack") {
+      for (fs::directory_iterator file(dir->path(), error); !error && file != end;
+           file.increment(error)) {
+        (file->path().extension() == ".idx" ? indexes : packs).push_back(file->path());
+      }
+      continue;
+    }
+    std::error_code ignored;
+    if (name.size() != 2 || !dir->is_directory(ignored)) continue;  // no object of git's
+    fs::create_directories(fs::path(objects) / name, error);
+    for (fs::directory_iterator file(dir->path(), error); !error && file != end;
+         file.increment(error)) {
+      const fs::path to = fs::path(objects) / name / file->path().filename();
+      std::error_code exists;
+      if (fs::exists(to, exists)) continue;
+      fs::rename(file->path(), to, error);
+    }
+    if (error) break;
+  }
+  if (!error) fs::create_directories(fs::path(objects) / "pack", error);
+  for (const std::vector<fs::path>* files : {&packs, &indexes}) {
+    for (const fs::path& file : *files) {
+      if (error) break;
+      fs::rename(file, fs::path(objects) / "pack" / file.filename(), error);
+    }
+  }
+  if (error) {
+    return absl::InternalError(
+        absl::StrCat("cannot move the objects fetched into ", objects, ": ", error.message()));
+  }
+  return absl::OkStatus();
+}
+
 }  // namespace
 
 bool IsDumbHttpAnswer(absl::string_view error) {
@@ -102,6 +152,20 @@ absl::StatusOr<std::string> FetchOverDumbHttp(const DumbHttpFetch& fetch) {
   }
   Scratch scratch;
   GF_RETURN_IF_ERROR(scratch.Make());
+  // What an earlier fetch left when the control plane died during it goes first.
+  std::error_code listed;
+  for (std::filesystem::directory_iterator it(fetch.git_dir, listed), end; !listed && it != end;
+       it.increment(listed)) {
+    if (absl::StartsWith(it->path().filename().string(), kIncomingPrefix))
+      (void)RemoveRecursively(it->path().string());
+  }
+  std::string incoming = absl::StrCat(fetch.git_dir, "/", kIncomingPrefix, "XXXXXX");
+  if (mkdtemp(incoming.data()) == nullptr) {
+    return absl::InternalError(absl::StrCat("cannot make a folder in ", fetch.git_dir,
+                                            " for the objects fetched: ", strerror(errno)));
+  }
+  absl::Cleanup remove_incoming = [&incoming] { (void)RemoveRecursively(incoming); };
+  const std::string objects = fetch.git_dir + "/objects";
   // Configuration from here alone: no user's or system's, no prompt, no helper.
   std::vector<std::string> env = {
       "PATH=/usr/bin:/bin",
@@ -111,6 +175,9 @@ absl::StatusOr<std::string> FetchOverDumbHttp(const DumbHttpFetch& fetch) {
       "GIT_TERMINAL_PROMPT=0",
       "GIT_ASKPASS=/bin/false",
       "LC_ALL=C",
+      // New objects go to `incoming`, the repository's are read where they are.
+      "GIT_OBJECT_DIRECTORY=" + incoming,
+      "GIT_ALTERNATE_OBJECT_DIRECTORIES=" + objects,
   };
   // A proxy as the smart fetch finds one.
   for (const char* name : {"HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "NO_PROXY",
@@ -121,9 +188,15 @@ absl::StatusOr<std::string> FetchOverDumbHttp(const DumbHttpFetch& fetch) {
   // Settings by environment (GIT_CONFIG_COUNT), never on the command line another user of
   // the machine can read.
   std::vector<std::pair<std::string, std::string>> config = {
-      {"protocol.version", "0"},      {"http.lowSpeedLimit", "1"},
-      {"http.lowSpeedTime", "30"},    {"fetch.recurseSubmodules", "false"},
-      {"core.askPass", "/bin/false"}, {"credential.helper", ""},
+      {"protocol.version", "0"},
+      {"http.lowSpeedLimit", "1"},
+      {"http.lowSpeedTime", "30"},
+      {"fetch.recurseSubmodules", "false"},
+      {"core.askPass", "/bin/false"},
+      {"credential.helper", ""},
+      // No repacking after the fetch, in the background or not: it would pack `incoming`.
+      {"gc.auto", "0"},
+      {"maintenance.auto", "false"},
   };
   const GitCredential* credential = fetch.credential;
   if (credential != nullptr) {
@@ -161,22 +234,20 @@ absl::StatusOr<std::string> FetchOverDumbHttp(const DumbHttpFetch& fetch) {
   options.timeout = fetch.timeout;
   options.max_file_bytes = fetch.max_bytes;
   // A dumb fetch asks for each object and pack by itself, so a server can send any number
-  // of files each under the bound: what the fetch adds to the repository's objects is
-  // bounded too, looked at as it runs (it may pass the bound by what arrives between two
-  // looks). A look walks the objects folder: the looks keep to a fifth of the time.
-  const std::string objects = fetch.git_dir + "/objects";
-  const Held before = FilesUnder(objects);
+  // of files each under the bound: what the fetch writes is bounded too, looked at as it
+  // runs (it may pass the bound by what arrives between two looks). A look walks what this
+  // fetch wrote alone; the looks keep to a fifth of the time.
   absl::Time next_look = absl::InfinitePast();
   options.check_every = fetch.check_every;
-  options.check = [&objects, &before, &next_look, max = fetch.max_bytes]() -> absl::Status {
+  options.check = [&incoming, &next_look, max = fetch.max_bytes]() -> absl::Status {
     const absl::Time start = RealClock().Now();
     if (start < next_look) return absl::OkStatus();
-    const Held now = FilesUnder(objects);
+    const Held now = FilesUnder(incoming);
     next_look = start + 4 * (RealClock().Now() - start);
-    if (now.bytes - before.bytes > max) {
+    if (now.bytes > max) {
       return absl::ResourceExhaustedError(
-          absl::StrCat("the fetch wrote ", now.bytes - before.bytes, " bytes in ",
-                       now.files - before.files, " files, over --max-fetch-bytes (", max, ")"));
+          absl::StrCat("the fetch wrote ", now.bytes, " bytes in ", now.files,
+                       " files, over --max-fetch-bytes (", max, ")"));
     }
     return absl::OkStatus();
   };
@@ -206,6 +277,7 @@ absl::StatusOr<std::string> FetchOverDumbHttp(const DumbHttpFetch& fetch) {
             ? absl::StrCat("a file it wrote passed --max-fetch-bytes (", fetch.max_bytes, ")")
             : Said(run->stderr_text)));
   }
+  GF_RETURN_IF_ERROR(MoveObjects(incoming, objects));
   // The branch its HEAD names, as a clone takes it.
   options.timeout = absl::Seconds(30);
   options.check = nullptr;

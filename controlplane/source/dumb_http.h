@@ -41,8 +41,10 @@ struct DumbHttpFetch {
 
 // Fetches `fetch.refspecs` from `fetch.url` with git's client (pruning, no tags but those
 // the refspecs name); returns the branch the remote's HEAD names ("main"), or "" when it
-// names none. FailedPrecondition when git is not installed; Unavailable, naming the URL
-// and what git said, when the fetch fails; DeadlineExceeded past the timeout.
+// names none. The objects it writes join the repository only when it succeeds: a failed
+// fetch leaves nothing behind. FailedPrecondition when git is not installed; Unavailable,
+// naming the URL and what git said, when the fetch fails; DeadlineExceeded past the timeout;
+// ResourceExhausted past `max_bytes`.
 absl::StatusOr<std::string> FetchOverDumbHttp(const DumbHttpFetch& fetch);
 
 }  // namespace gitfleet

@@ -5,10 +5,13 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdlib>
+#include <filesystem>
 #include <fstream>
 #include <memory>
 
+#include "absl/strings/ascii.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_replace.h"
 #include "common/status_matchers.h"
@@ -221,7 +224,9 @@ TEST_F(PrivateGitTest, HttpsFromAServerOfPlainFiles) {
 
 // A dumb server is asked for each object by itself, so each file the fetch writes is under
 // the bound while their sum passes it: the fetch fails naming --max-fetch-bytes, where a
-// bound on each file alone let it write them all.
+// bound on each file alone let it write them all. What a failed fetch wrote goes with it:
+// fetches stopped again and again do not add up in the repository (each left its objects,
+// and the next went on from them).
 TEST_F(PrivateGitTest, AServerOfPlainFilesIsBoundedInWhatAFetchWritesInAll) {
   if (FindOnPath("git").empty()) GTEST_SKIP() << "git is not installed";
   HttpsGitServer server(TempDir("https-dumb-big"));
@@ -249,10 +254,18 @@ TEST_F(PrivateGitTest, AServerOfPlainFilesIsBoundedInWhatAFetchWritesInAll) {
                            {"ca.crt", Read(server.ca_pem_path())}});
   absl::StatusOr<GitCredential> credential = LoadGitCredential(credentials_, "git-https");
   ASSERT_TRUE(credential.ok()) << credential.status();
-  int fetches = 0;
+  const std::string dir = TempDir("dumb-into");
+  ::gitfleet::testing::Run(absl::StrCat("git init -q --bare '", dir, "'"));
+  auto files_in = [&dir] {
+    std::vector<std::string> files;
+    for (const auto& entry : std::filesystem::recursive_directory_iterator(dir)) {
+      if (entry.is_regular_file()) files.push_back(entry.path().string().substr(dir.size()));
+    }
+    std::sort(files.begin(), files.end());
+    return files;
+  };
+  const std::vector<std::string> at_first = files_in();
   auto fetch = [&](int64_t max_bytes) {
-    const std::string dir = TempDir(absl::StrCat("dumb-into-", ++fetches));
-    ::gitfleet::testing::Run(absl::StrCat("git init -q --bare '", dir, "'"));
     DumbHttpFetch request;
     request.git_dir = dir;
     request.url = url;
@@ -266,8 +279,25 @@ TEST_F(PrivateGitTest, AServerOfPlainFilesIsBoundedInWhatAFetchWritesInAll) {
   EXPECT_THAT(over, FailsWith("over --max-fetch-bytes (1048576)")) << server.Log();
   EXPECT_THAT(over, FailsWith("dumb HTTP, with git"));
   EXPECT_EQ(over.code(), absl::StatusCode::kResourceExhausted);
-  // With room for all of them it is fetched.
+  EXPECT_EQ(files_in(), at_first) << "what the failed fetch wrote stays";
+  for (int i = 0; i < 3; ++i) {
+    EXPECT_EQ(fetch(1 << 20).code(), absl::StatusCode::kResourceExhausted) << "fetch " << i;
+  }
+  EXPECT_EQ(files_in(), at_first);
+  // A control plane that died during a fetch left its folder: the next fetch removes it.
+  std::filesystem::create_directories(dir + "/gitfleet-incoming-dead/ab");
+  std::ofstream(dir + "/gitfleet-incoming-dead/ab/cdef") << "left";
+  // With room for all of them it is fetched, into the repository.
   EXPECT_TRUE(fetch(int64_t{8} << 20).ok()) << server.Log();
+  EXPECT_FALSE(std::filesystem::exists(dir + "/gitfleet-incoming-dead"));
+  EXPECT_EQ(::gitfleet::testing::Run(absl::StrCat("git --git-dir='", dir, "' fsck --no-progress")),
+            0);
+  std::string blobs;
+  ::gitfleet::testing::Run(
+      absl::StrCat("git --git-dir='", dir, "' ls-tree --name-only origin/main blobs/ | wc -l"),
+      &blobs);
+  EXPECT_EQ(absl::StripAsciiWhitespace(blobs), "8");
+  for (const std::string& file : files_in()) EXPECT_THAT(file, Not(HasSubstr("incoming")));
 }
 
 // A server that asks for a client certificate (mutual TLS) gets the credential's, as
