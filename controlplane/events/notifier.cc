@@ -49,9 +49,11 @@ std::vector<std::string> UrlPathParts(absl::string_view url) {
 
 // The https address of a repository its host's clone button gives: `https://USER@HOST/...`
 // (Bitbucket's and Azure DevOps'), SSH (`git@HOST:PATH`, `ssh://git@HOST[:PORT]/PATH`,
-// Azure DevOps' `v3/ORG/PROJECT/REPO`). A password in it, or a Data Center's SSH address
-// (its port and context path are not its web address's), is refused.
-absl::StatusOr<std::string> RepositoryAddress(absl::string_view url, NotifySink::Format format) {
+// Azure DevOps' `v3/ORG/PROJECT/REPO`). A password in it is refused, and a Data Center's
+// SSH address (its host, port and context path are not its web address's) without its REST
+// root (`api`), which gives them.
+absl::StatusOr<std::string> RepositoryAddress(absl::string_view url, NotifySink::Format format,
+                                              absl::string_view api) {
   absl::string_view rest = url;
   std::string scheme = "https://";
   const size_t colon_slashes = rest.find("://");
@@ -85,9 +87,18 @@ absl::StatusOr<std::string> RepositoryAddress(absl::string_view url, NotifySink:
   if (!ssh)
     return absl::StrCat(scheme, authority, end == absl::string_view::npos ? "" : rest.substr(end));
   if (format == NotifySink::Format::kBitbucketServer) {
-    return absl::InvalidArgumentError(
-        "a Bitbucket Data Center's SSH address is not its web address (another port, no context "
-        "path): give its https clone URL");
+    // ssh://git@HOST:7999/PROJECT/REPO.git: the repository is at ROOT/scm/PROJECT/REPO.git.
+    while (absl::ConsumeSuffix(&api, "/")) {
+    }
+    if (!absl::ConsumeSuffix(&api, "/rest")) {
+      return absl::InvalidArgumentError(
+          "a Bitbucket Data Center's SSH address is not its web address (another host or port, "
+          "a context path): give its https clone URL, or its REST root as "
+          "api=https://HOST[/CONTEXT]/rest");
+    }
+    while (absl::ConsumePrefix(&path, "/")) {
+    }
+    return absl::StrCat(api, "/scm/", path);
   }
   std::string host(authority.substr(
       0, authority.rfind(':') == absl::string_view::npos || colon_slashes == absl::string_view::npos
@@ -382,7 +393,7 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
     if (sink.commit_statuses()) {
       // A repository's address as its host's clone button gives it (a user before the
       // host, SSH) is its https address.
-      absl::StatusOr<std::string> address = RepositoryAddress(sink.url, sink.format);
+      absl::StatusOr<std::string> address = RepositoryAddress(sink.url, sink.format, sink.api_url);
       if (!address.ok()) {
         return absl::InvalidArgumentError(absl::StrCat(where, ": ", address.status().message()));
       }
@@ -428,6 +439,12 @@ absl::StatusOr<std::vector<NotifySink>> ParseNotifySinks(absl::string_view text)
       }
       if (absl::Status usable = ReadStatusSink(&sink); !usable.ok()) {
         return absl::InvalidArgumentError(absl::StrCat(where, ": ", usable.message()));
+      }
+      // Sources may fetch by the address the line gave (an SSH host of its own).
+      if (std::string given = NormalizeRepoUrl(words[0]);
+          std::find(sink.repositories.begin(), sink.repositories.end(), given) ==
+          sink.repositories.end()) {
+        sink.repositories.push_back(std::move(given));
       }
       next = words.size();
     } else if (!sink.token_file.empty() || !sink.credential.empty() || !sink.details_url.empty() ||

@@ -412,11 +412,38 @@ TEST(ParseNotifySinksTest, BitbucketAzureDevOpsAndAnApiOfItsOwn) {
   EXPECT_EQ((*cloned)[4].status_url, s[4].status_url);
   EXPECT_EQ((*cloned)[5].status_url, s[4].status_url);
   EXPECT_TRUE((*cloned)[3].Names("git@gitlab.example.com:platform/fleet.git"));
+  // A Data Center's SSH address, with its REST root: the web address is under that root
+  // (a context path, another host), and sources that fetch over SSH, from the SSH host, count.
+  absl::StatusOr<std::vector<NotifySink>> data_center = ParseNotifySinks(
+      "ssh://git@git.example.com:7999/plat/fleet.git bitbucket-server token-file=/t "
+      "api=https://bitbucket.example.com/bb/rest/\n"
+      "git@git.example.com:~jane/fleet.git bitbucket-server token-file=/t "
+      "api=https://bitbucket.example.com/rest\n");
+  ASSERT_TRUE(data_center.ok()) << data_center.status();
+  ASSERT_EQ(data_center->size(), 2u);
+  EXPECT_EQ((*data_center)[0].status_url,
+            "https://bitbucket.example.com/bb/rest/api/latest/projects/plat/repos/fleet/commits/"
+            "{commit}/builds");
+  EXPECT_EQ((*data_center)[0].page_url,
+            "https://bitbucket.example.com/bb/projects/plat/repos/fleet");
+  EXPECT_TRUE((*data_center)[0].Names("ssh://git@git.example.com:7999/plat/fleet.git"));
+  EXPECT_TRUE((*data_center)[0].Names("https://bitbucket.example.com/bb/scm/plat/fleet.git"));
+  EXPECT_FALSE((*data_center)[0].Names("ssh://git@git.example.com:7999/plat/other.git"));
+  EXPECT_EQ((*data_center)[1].status_url,
+            "https://bitbucket.example.com/rest/api/latest/projects/~jane/repos/fleet/commits/"
+            "{commit}/builds");
+  EXPECT_TRUE((*data_center)[1].Names("ssh://git@git.example.com:7999/~jane/fleet.git"));
   const std::pair<const char*, const char*> kBad[] = {
       {"https://jane:secret@bitbucket.org/acme/fleet bitbucket token-file=/t\n",
        "holds a password"},
       {"ssh://git@git.example.com:7999/plat/fleet.git bitbucket-server token-file=/t\n",
-       "give its https clone URL"},
+       "give its https clone URL, or its REST root as api="},
+      {"ssh://git@git.example.com:7999/plat/fleet.git bitbucket-server token-file=/t "
+       "api=https://bitbucket.example.com\n",
+       "api=https://HOST[/CONTEXT]/rest"},
+      {"ssh://git@git.example.com:7999/fleet.git bitbucket-server token-file=/t "
+       "api=https://bitbucket.example.com/rest\n",
+       "/scm/PROJECT/REPO.git"},
       {"git@github.com:acme/fleet.git slack\n", "not an http(s) URL"},
       {"https://bitbucket.example.com/acme/fleet bitbucket token-file=/t\n",
        "bitbucket is Bitbucket Cloud"},
