@@ -15,6 +15,7 @@
 #include "absl/strings/str_replace.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/authorization.h"
 #include "common/config_fields.h"
 #include "common/manifest/hash.h"
 #include "common/names.h"
@@ -144,7 +145,9 @@ CallerFacts CallerFacts::Of(const grpc::ServerContextBase& context) {
   if (it != metadata.end()) {
     facts.has_authorization = true;
     absl::string_view value(it->second.data(), it->second.size());
-    if (absl::ConsumePrefix(&value, "Bearer ")) facts.bearer_token = std::string(value);
+    if (std::optional<absl::string_view> token = BearerCredential(value)) {
+      facts.bearer_token = std::string(*token);
+    }
   }
   std::shared_ptr<const grpc::AuthContext> auth = context.auth_context();
   if (auth != nullptr && auth->IsPeerAuthenticated()) {

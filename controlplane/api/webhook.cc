@@ -11,6 +11,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
 #include "absl/strings/strip.h"
+#include "common/authorization.h"
 #include "common/crypto.h"
 #include "common/logging.h"
 
@@ -56,12 +57,11 @@ bool BasicPasswordMatches(absl::string_view authorization, const std::string& se
 // Whether `authorization` is `secret`, alone or after "Bearer " (what a registry's
 // notification endpoint, or Harbor's webhook policy, is told to send).
 bool AuthorizationMatches(absl::string_view authorization, const std::string& secret) {
-  authorization = absl::StripAsciiWhitespace(authorization);
-  if (absl::StartsWithIgnoreCase(authorization, "bearer ")) {
-    absl::string_view token = absl::StripLeadingAsciiWhitespace(authorization.substr(7));
-    if (SecureEquals(token, secret)) return true;
+  if (std::optional<absl::string_view> token = BearerCredential(authorization);
+      token.has_value() && SecureEquals(*token, secret)) {
+    return true;
   }
-  return SecureEquals(authorization, secret);
+  return SecureEquals(absl::StripAsciiWhitespace(authorization), secret);
 }
 
 // A string field of `object` ("" when absent or not a string).

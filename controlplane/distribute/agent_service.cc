@@ -9,6 +9,7 @@
 #include "absl/strings/str_join.h"
 #include "absl/strings/strip.h"
 #include "common/agent_protocol.h"
+#include "common/authorization.h"
 #include "common/grpc_status.h"
 #include "common/logging.h"
 #include "common/names.h"
@@ -28,10 +29,9 @@ std::string BearerToken(const grpc::ServerContext* context) {
   const auto& metadata = context->client_metadata();
   auto it = metadata.find("authorization");
   if (it == metadata.end()) return "";
-  std::string value(it->second.data(), it->second.size());
-  absl::string_view token(value);
-  if (!absl::ConsumePrefix(&token, "Bearer ")) return "";
-  return std::string(token);
+  std::optional<absl::string_view> token =
+      BearerCredential(absl::string_view(it->second.data(), it->second.size()));
+  return token.has_value() ? std::string(*token) : "";
 }
 
 // Wraps the shared serialized bytes in a slice that keeps them alive: every agent that

@@ -79,14 +79,14 @@ class Security : public Fleet {
     StartControlPlane(extra);
   }
 
-  // The services server reflection lists for a caller with `token` (none when empty),
-  // space-separated; the status when it refuses. In the version whose stub, request and
-  // response types are given.
+  // The services server reflection lists for a caller that sends `authorization` (none
+  // when empty), space-separated; the status when it refuses. In the version whose stub,
+  // request and response types are given.
   template <typename Reflection, typename Request, typename Response>
-  std::string ReflectedServicesIn(const std::string& token) {
+  std::string ReflectedServicesIn(const std::string& authorization) {
     grpc::ClientContext context;
     context.set_deadline(std::chrono::system_clock::now() + std::chrono::seconds(10));
-    if (!token.empty()) context.AddMetadata("authorization", "Bearer " + token);
+    if (!authorization.empty()) context.AddMetadata("authorization", authorization);
     auto stream = Reflection::NewStub(grpc::CreateChannel(absl::StrCat("127.0.0.1:", grpc_port_),
                                                           grpc::InsecureChannelCredentials()))
                       ->ServerReflectionInfo(&context);
@@ -107,14 +107,17 @@ class Security : public Fleet {
     return absl::StrJoin(names, " ");
   }
   std::string ReflectedServices(const std::string& token) {
+    return ReflectedServicesAs(token.empty() ? "" : "Bearer " + token);
+  }
+  std::string ReflectedServicesAs(const std::string& authorization) {
     namespace r = grpc::reflection::v1alpha;
     return ReflectedServicesIn<r::ServerReflection, r::ServerReflectionRequest,
-                               r::ServerReflectionResponse>(token);
+                               r::ServerReflectionResponse>(authorization);
   }
   std::string ReflectedServicesV1(const std::string& token) {
     namespace r = grpc::reflection::v1;
     return ReflectedServicesIn<r::ServerReflection, r::ServerReflectionRequest,
-                               r::ServerReflectionResponse>(token);
+                               r::ServerReflectionResponse>(token.empty() ? "" : "Bearer " + token);
   }
 
   void RestartControlPlaneKeepingData() {
@@ -185,14 +188,20 @@ TEST_F(Security, EachRoleMayDoItsOwnAndNothingMoreAndEveryChangeIsAudited) {
   EXPECT_THAT(ReflectedServices(""), HasSubstr("refused: 16 "));  // UNAUTHENTICATED
   EXPECT_THAT(ReflectedServices("agent-secret"), HasSubstr("refused: 16 "));
   EXPECT_THAT(ReflectedServices("viewer-secret-2"), HasSubstr("gitfleet.v1.AdminService"));
+  // The scheme's name in any case, and spaces, as other clients write them (RFC 7235).
+  EXPECT_THAT(ReflectedServicesAs("bearer viewer-secret-2"), HasSubstr("gitfleet.v1.AdminService"));
+  EXPECT_THAT(ReflectedServicesAs("BEARER  viewer-secret-2 "),
+              HasSubstr("gitfleet.v1.AdminService"));
+  EXPECT_THAT(ReflectedServicesAs("Basic dmlld2VyLXNlY3JldC0y"), HasSubstr("refused: 16 "));
+  EXPECT_THAT(ReflectedServicesAs("viewer-secret-2"), HasSubstr("refused: 16 "));
   // v1 too, which newer clients ask first: the same gate.
   EXPECT_THAT(ReflectedServicesV1(""), HasSubstr("refused: 16 "));
   EXPECT_THAT(ReflectedServicesV1("viewer-secret-2"), HasSubstr("gitfleet.v1.AdminService"));
   EXPECT_EQ(CpMetric("gitfleet_api_requests_total{code=\"unauthenticated\",method="
                      "\"ServerReflectionInfo\"}"),
-            3);
+            5);
   EXPECT_EQ(CpMetric("gitfleet_api_requests_total{code=\"ok\",method=\"ServerReflectionInfo\"}"),
-            2);
+            4);
   EXPECT_FALSE(cp_->WaitForLog("audit: refused ServerReflectionInfo .*from ipv4:127").empty())
       << "refused like any admin call";
 
