@@ -7,6 +7,7 @@
 #include "absl/strings/ascii.h"
 #include "absl/strings/escaping.h"
 #include "absl/strings/match.h"
+#include "absl/strings/numbers.h"
 #include "absl/strings/str_cat.h"
 #include "absl/strings/str_join.h"
 #include "absl/strings/str_split.h"
@@ -17,6 +18,18 @@
 
 namespace gitfleet {
 namespace {
+
+// Standard Webhooks (https://www.standardwebhooks.com; GitLab's signing token): a delivery
+// signed at a time is taken within this of the control plane's clock, not replayed later.
+constexpr int64_t kStandardWebhookToleranceSeconds = 300;
+
+// The HMAC key a secret is for Standard Webhooks: "whsec_BASE64" (GitLab's signing token,
+// the standard's own form) is the bytes it encodes; any other secret is the key as written.
+std::string StandardWebhookKey(absl::string_view secret) {
+  std::string key;
+  if (absl::ConsumePrefix(&secret, "whsec_") && absl::Base64Unescape(secret, &key)) return key;
+  return std::string(secret);
+}
 
 std::string Header(const HttpRequest& request, const char* name) {
   auto it = request.headers.find(name);
@@ -360,8 +373,45 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
                     "webhook requests are arriving faster than they can be verified; slow down");
     }
   }
+  // Standard Webhooks' signature (webhook-signature: "v1,BASE64 ...", over
+  // "ID.TIMESTAMP.BODY"), which GitLab sends for a hook with a signing token, beside or
+  // instead of its X-Gitlab-Token; with a timestamp too far from now it verifies nothing.
+  const std::string standard_signatures = Header(request, "webhook-signature");
+  std::string standard_signed;  // ID.TIMESTAMP.BODY, when the signature can be checked
+  std::string standard_problem;
+  if (!standard_signatures.empty()) {
+    const std::string id = Header(request, "webhook-id");
+    const std::string timestamp = Header(request, "webhook-timestamp");
+    int64_t seconds = 0;
+    if (id.empty() || !absl::SimpleAtoi(timestamp, &seconds)) {
+      standard_problem =
+          "a webhook-signature without a webhook-id and a webhook-timestamp in seconds";
+    } else {
+      const int64_t off = absl::ToUnixSeconds(options_.clock->Now()) - seconds;
+      if (off > kStandardWebhookToleranceSeconds || off < -kStandardWebhookToleranceSeconds) {
+        standard_problem =
+            absl::StrCat("its webhook-timestamp is ", off < 0 ? -off : off, " s ",
+                         off < 0 ? "ahead of" : "behind", " the control plane's clock (more than ",
+                         kStandardWebhookToleranceSeconds,
+                         "): a delivery replayed or held back, or a clock that is off");
+      } else {
+        standard_signed = absl::StrCat(id, ".", timestamp, ".", request.body);
+      }
+    }
+  }
   // Whether `secret` verifies the request.
   auto verifies = [&](const std::string& secret) {
+    if (!standard_signed.empty()) {
+      const std::string expected =
+          absl::Base64Escape(crypto::HmacSha256(StandardWebhookKey(secret), standard_signed));
+      for (absl::string_view signature :
+           absl::StrSplit(standard_signatures, ' ', absl::SkipEmpty())) {
+        // Other versions (v1a, an Ed25519 signature) are passed over.
+        if (absl::ConsumePrefix(&signature, "v1,") && SecureEquals(signature, expected)) {
+          return true;
+        }
+      }
+    }
     // HMAC-SHA256 of the body, hex; GitHub and Bitbucket put "sha256=" before it.
     auto hmac_matches = [&](absl::string_view signature) {
       return SecureEquals(absl::AsciiStrToLower(signature), HmacSha256Hex(secret, request.body));
@@ -399,9 +449,11 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
   if (verified == 0) {
     return Answer(
         provider, "unauthorized", 401,
-        provider == "unknown"
+        !standard_problem.empty()
+            ? absl::StrCat("the webhook-signature cannot verify it: ", standard_problem)
+        : provider == "unknown"
             ? "no GitHub, GitLab, Gitea, Gogs, Bitbucket or Azure DevOps signature headers, "
-              "nor a registry's Authorization header"
+              "no Standard Webhooks webhook-signature, nor a registry's Authorization header"
         : provider == "azuredevops"
             ? "no basic authentication whose password is a webhook secret (set the "
               "service hook's basic authentication password to it)"
@@ -422,7 +474,9 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
       return Answer(provider, "rate_limited", 429, "too many webhook requests; slow down");
     }
   }
-  if (provider == "registry" || provider == "url_token") {
+  // A sender verified by its URL or by Standard Webhooks alone says what it sends only in
+  // its payload.
+  if (provider == "registry" || provider == "url_token" || provider == "unknown") {
     nlohmann::json payload = nlohmann::json::parse(request.body, nullptr, false);
     if (payload.is_discarded() || !payload.is_object()) {
       return Answer(provider, "bad_request", 400, "the payload is not a JSON object");

@@ -8,7 +8,8 @@
 //   GitHub   X-Hub-Signature-256: sha256=HMAC-SHA256(secret, body), X-GitHub-Event: push
 //   GitLab   X-Gitlab-Token: secret, X-Gitlab-Event: Push Hook | Tag Push Hook, or
 //            System Hook (an instance's hook for every project) with event_name push,
-//            tag_push or repository_update
+//            tag_push or repository_update; or its signing token's Standard Webhooks
+//            signature (below) instead of, or beside, the token
 //   Gitea    X-Gitea-Signature (Forgejo: X-Forgejo-Signature): HMAC-SHA256 hex,
 //            X-Gitea-Event (X-Forgejo-Event): push
 //   Gogs     X-Gogs-Signature: HMAC-SHA256 hex, X-Gogs-Event: push
@@ -23,6 +24,10 @@
 //   GitHub   its `package` event (a version published to ghcr.io), signed as a push
 //   Docker Hub, Quay (and any sender that cannot sign, a Git server's push among them)
 //            POST /hooks/git/TOKEN, TOKEN the SHA-256 of a secret in hex
+// and any sender's Standard Webhooks signature (www.standardwebhooks.com): webhook-id,
+// webhook-timestamp (within 5 minutes of the control plane's clock), webhook-signature:
+// "v1,BASE64(HMAC-SHA256(key, ID.TIMESTAMP.BODY))", space-separated, the key a secret
+// "whsec_BASE64" encodes (any other secret as written).
 //
 // Answers: 202 for a verified push (and a verified event of another kind, which is
 // ignored), 401 for a missing or wrong signature or token (nothing is fetched), 413 for a

@@ -381,6 +381,68 @@ TEST_F(WebhookTest, WhileASecretIsRotatedEitherVerifiesAndTheOneUsedIsCounted) {
   EXPECT_EQ(receiver_->Handle(Push("github", "new-s3cret")).code, 429);
 }
 
+// GitLab's signing token (Standard Webhooks): webhook-signature holds "v1,BASE64" of the
+// HMAC-SHA256 of "ID.TIMESTAMP.BODY" under the key "whsec_BASE64" encodes, and a delivery is
+// taken only within 5 minutes of its timestamp. A hook with a signing token alone sends no
+// X-Gitlab-Token: before, every such push was refused.
+TEST_F(WebhookTest, AGitLabPushSignedWithItsSigningTokenIsVerified) {
+  const std::string key = "0123456789abcdef0123456789abcdef";
+  const std::string signing_token = "whsec_" + absl::Base64Escape(key);
+  Reset(100, 100, 64 << 20, 4 << 20, {"other", signing_token});
+  const int64_t now = absl::ToUnixSeconds(clock_.Now());
+  auto signed_push = [&](const std::string& with_key, int64_t timestamp,
+                         const std::string& signatures_before = "") {
+    HttpRequest request = Push("gitlab", "");
+    request.headers.erase("x-gitlab-token");
+    request.headers["webhook-id"] = "9f3c1b2e-7d4a-4c55-9e0b-1a2b3c4d5e6f";
+    request.headers["webhook-timestamp"] = absl::StrCat(timestamp);
+    request.headers["webhook-signature"] = absl::StrCat(
+        signatures_before, "v1,",
+        absl::Base64Escape(crypto::HmacSha256(
+            with_key,
+            absl::StrCat(request.headers["webhook-id"], ".", timestamp, ".", request.body))));
+    return request;
+  };
+  HttpResponse accepted = receiver_->Handle(signed_push(key, now));
+  EXPECT_EQ(accepted.code, 202) << accepted.body;
+  EXPECT_THAT(fetched_, ElementsAre("app", "app-tags"));
+  EXPECT_EQ(used_.Add({{"secret", "2"}}).Value(), 1);
+  // Several signatures (a key being rotated, another version's): one that holds is enough.
+  EXPECT_EQ(receiver_->Handle(signed_push(key, now - 60, "v1a,c2lnbmVk v1,bm90IGl0 ")).code, 202);
+  EXPECT_EQ(fetched_.size(), 4u);
+
+  // The key as written, not decoded, is not GitLab's key.
+  HttpResponse wrong = receiver_->Handle(signed_push(signing_token, now));
+  EXPECT_EQ(wrong.code, 401);
+  EXPECT_THAT(wrong.body, HasSubstr("gitlab signature or token does not match"));
+  HttpRequest tampered = signed_push(key, now);
+  tampered.body += " ";
+  EXPECT_EQ(receiver_->Handle(tampered).code, 401);
+  // Replayed or held back past 5 minutes, either way.
+  HttpResponse late = receiver_->Handle(signed_push(key, now - 301));
+  EXPECT_EQ(late.code, 401);
+  EXPECT_THAT(late.body, HasSubstr("webhook-timestamp is 301 s behind the control plane's clock"));
+  HttpResponse early = receiver_->Handle(signed_push(key, now + 400));
+  EXPECT_THAT(early.body, HasSubstr("400 s ahead of"));
+  HttpRequest no_id = signed_push(key, now);
+  no_id.headers.erase("webhook-id");
+  EXPECT_THAT(receiver_->Handle(no_id).body, HasSubstr("without a webhook-id"));
+  EXPECT_EQ(fetched_.size(), 4u) << "nothing refused fetched";
+  // Its token still verifies alone, as before.
+  Reset(100, 100, 64 << 20, 4 << 20, {"other", signing_token});
+  EXPECT_EQ(receiver_->Handle(Push("gitlab", signing_token)).code, 202);
+
+  // Any other sender that signs so, without a header of its own: its payload says the rest.
+  Reset(100, 100, 64 << 20, 4 << 20, {"plain-secret"});
+  fetched_.clear();
+  HttpRequest other = signed_push("plain-secret", now);
+  other.headers.erase("x-gitlab-event");
+  HttpResponse by_standard = receiver_->Handle(other);
+  EXPECT_EQ(by_standard.code, 202) << by_standard.body;
+  EXPECT_THAT(fetched_, ElementsAre("app", "app-tags"));
+  EXPECT_EQ(Count("unknown", "accepted"), 1);
+}
+
 TEST_F(WebhookTest, AGitLabSystemHookFetchesOnPushesAndIgnoresTheRest) {
   HttpRequest push = Push("gitlab", "s3cret");
   push.headers["x-gitlab-event"] = "System Hook";
