@@ -4,12 +4,13 @@
 // GitLab project hook and system hook, Azure DevOps hook, registry notification and a
 // request verified by its URL's token (Docker Hub's, Quay's), so
 // every branch a verified body can take runs, and the input as Azure DevOps' basic
-// authentication.
+// authentication, a Standard Webhooks signature and timestamp.
 #include <cstdint>
 #include <optional>
 #include <string>
 
 #include "absl/strings/escaping.h"
+#include "absl/time/clock.h"
 #include "common/crypto.h"
 #include "common/logging.h"
 #include "common/metrics/metrics.h"
@@ -89,5 +90,17 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   by_url.path = "/hooks/git/" + text.substr(0, 256);
   by_url.body = "{}";
   (void)Receiver().Handle(by_url);
+  // Standard Webhooks (GitLab's signing token): the input as the signatures, then as the
+  // timestamp.
+  gitfleet::HttpRequest standard;
+  standard.method = "POST";
+  standard.body = "{}";
+  standard.headers["webhook-id"] = "1";
+  standard.headers["webhook-timestamp"] = std::to_string(absl::ToUnixSeconds(absl::Now()));
+  standard.headers["webhook-signature"] = text.substr(0, 1024);
+  (void)Receiver().Handle(standard);
+  standard.headers["webhook-timestamp"] = text.substr(0, 64);
+  standard.headers["webhook-signature"] = "v1,AAAA";
+  (void)Receiver().Handle(standard);
   return 0;
 }
