@@ -219,6 +219,45 @@ std::optional<std::string> FormField(absl::string_view body, absl::string_view n
   return std::nullopt;
 }
 
+std::optional<GerritEvent> ReadGerritEvent(const nlohmann::json& payload) {
+  // Gerrit's events (stream-events, its webhooks plugin) are a type and the time made.
+  if (!payload.is_object() || !payload.contains("eventCreatedOn")) return std::nullopt;
+  GerritEvent event;
+  event.type = StringField(payload, "type");
+  if (event.type.empty() || event.type.size() > 64) return std::nullopt;
+  auto update = payload.find("refUpdate");
+  if (update != payload.end()) event.project = StringField(*update, "project");
+  if (event.project.empty()) {
+    auto project = payload.find("project");  // other events: a name, or {name: ...}
+    if (project != payload.end()) {
+      event.project =
+          project->is_string() ? project->get<std::string>() : StringField(*project, "name");
+    }
+  }
+  if (event.project.size() > 1024) event.project.clear();
+  return event;
+}
+
+std::set<std::string> GerritProjectSources(const std::string& project,
+                                           const std::vector<std::string>& source_urls) {
+  std::set<std::string> matched;
+  if (project.empty()) return matched;
+  // The project as a path normalizes as a URL's would (case, ".git").
+  const std::string normalized = NormalizeRepoUrl(absl::StrCat("https://gerrit/", project));
+  const absl::string_view want = absl::string_view(normalized).substr(normalized.find('/') + 1);
+  for (const std::string& url : source_urls) {
+    const std::string source = NormalizeRepoUrl(url);
+    const size_t slash = source.find('/');
+    if (slash == std::string::npos) continue;
+    absl::string_view path = absl::string_view(source).substr(slash + 1);
+    // Gerrit serves a project at /PROJECT, and at /a/PROJECT to authenticated clients.
+    if (path == want || (absl::ConsumePrefix(&path, "a/") && path == want)) {
+      matched.insert(source);
+    }
+  }
+  return matched;
+}
+
 std::set<std::string> PushedRepositories(const nlohmann::json& payload) {
   std::set<std::string> out;
   auto add = [&out](const nlohmann::json& value) {
@@ -481,6 +520,28 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
     if (payload.is_discarded() || !payload.is_object()) {
       return Answer(provider, "bad_request", 400, "the payload is not a JSON object");
     }
+    // Gerrit (its webhooks plugin cannot sign): a ref-updated event names its project
+    // alone, no URL.
+    if (std::optional<GerritEvent> gerrit = ReadGerritEvent(payload); gerrit.has_value()) {
+      if (gerrit->type != "ref-updated") {
+        return Answer(provider, "ignored", 202,
+                      absl::StrCat("Gerrit event \"", gerrit->type, "\" ignored"));
+      }
+      if (gerrit->project.empty()) {
+        return Answer(provider, "bad_request", 400,
+                      "the Gerrit ref-updated event names no project (refUpdate.project)");
+      }
+      std::vector<std::string> urls;
+      for (auto& [name, url] : sources_()) urls.push_back(std::move(url));
+      std::set<std::string> pushed = GerritProjectSources(gerrit->project, urls);
+      if (pushed.empty()) {
+        return Answer(provider, "no_source", 202,
+                      absl::StrCat("no source's repository is Gerrit project ",
+                                   gerrit->project.substr(0, 256),
+                                   " (a URL whose path is the project, or a/ and the project)"));
+      }
+      return HandlePushed(provider, pushed);
+    }
     // A sender verified by its URL may also be a Git server that cannot sign: its push
     // names its repository as the others' do.
     if (provider == "registry" || !PushedRegistryRepositories(payload).empty() ||
@@ -547,6 +608,11 @@ HttpResponse WebhookReceiver::HandlePush(const std::string& provider,
   if (pushed.empty()) {
     return Answer(provider, "bad_request", 400, "the payload names no repository URL");
   }
+  return HandlePushed(provider, pushed);
+}
+
+HttpResponse WebhookReceiver::HandlePushed(const std::string& provider,
+                                           const std::set<std::string>& pushed) {
   std::vector<std::string> fetching;
   for (const auto& [name, url] : sources_()) {
     if (pushed.count(NormalizeRepoUrl(url)) == 0) continue;

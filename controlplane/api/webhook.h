@@ -22,7 +22,8 @@
 //   Registry Authorization: Bearer SECRET (or the secret alone): Distribution's
 //            notifications (events[] with action push), Harbor's webhooks (PUSH_ARTIFACT)
 //   GitHub   its `package` event (a version published to ghcr.io), signed as a push
-//   Docker Hub, Quay (and any sender that cannot sign, a Git server's push among them)
+//   Docker Hub, Quay (and any sender that cannot sign, a Git server's push among them:
+//            Gerrit's webhooks plugin, whose ref-updated event names the project alone)
 //            POST /hooks/git/TOKEN, TOKEN the SHA-256 of a secret in hex
 // and any sender's Standard Webhooks signature (www.standardwebhooks.com): webhook-id,
 // webhook-timestamp (within 5 minutes of the control plane's clock), webhook-signature:
@@ -82,6 +83,20 @@ std::optional<std::string> FormField(absl::string_view body, absl::string_view n
 // The normalized URLs a push payload names for its repository (GitHub, GitLab, Gitea,
 // Gogs, Bitbucket, Azure DevOps).
 std::set<std::string> PushedRepositories(const nlohmann::json& payload);
+
+// A Gerrit event (stream-events' JSON, which its webhooks plugin posts): its type
+// ("ref-updated" for a push or a submit) and the project it names ("" when none, or over
+// 1 KiB). nullopt for a payload that is no Gerrit event.
+struct GerritEvent {
+  std::string type;
+  std::string project;
+};
+std::optional<GerritEvent> ReadGerritEvent(const nlohmann::json& payload);
+
+// The normalized URLs among `source_urls` whose path is Gerrit project `project` (or
+// "a/" and it, Gerrit's authenticated path), on any host: a ref-updated event names no URL.
+std::set<std::string> GerritProjectSources(const std::string& project,
+                                           const std::vector<std::string>& source_urls);
 
 // The Pages sites the normalized `repositories` publish, on github.com and gitlab.com
 // (ORG.github.io/REPO, ORG.github.io for ORG/ORG.github.io, GROUP.gitlab.io/PROJECT), where
@@ -143,6 +158,8 @@ class WebhookReceiver {
   // A verified push: the sources of the pushed repository fetch, the bundles reading it
   // from outside render again.
   HttpResponse HandlePush(const std::string& provider, const nlohmann::json& payload);
+  // A verified push of the repositories `pushed` (normalized URLs).
+  HttpResponse HandlePushed(const std::string& provider, const std::set<std::string>& pushed);
 
   const Options options_;
   const Sources sources_;

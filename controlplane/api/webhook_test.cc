@@ -348,6 +348,53 @@ TEST_F(WebhookTest, SendersThatCannotSignAreVerifiedByTheirUrlsToken) {
               Contains("oci://registry-1.docker.io/library/nginx"));
 }
 
+// Gerrit's webhooks plugin signs nothing (a URL token verifies it) and its ref-updated
+// event names the project alone: the sources whose path is that project, on any host, at
+// /PROJECT or Gerrit's authenticated /a/PROJECT, are fetched; its other events are ignored.
+TEST_F(WebhookTest, AGerritRefUpdatedEventFetchesTheSourcesOfItsProject) {
+  HttpRequest gerrit;
+  gerrit.method = "POST";
+  gerrit.path = "/hooks/git/" + absl::BytesToHexString(crypto::Sha256("s3cret"));
+  gerrit.headers["content-type"] = "application/json";
+  gerrit.body = R"({"submitter":{"name":"Jane","username":"jane"},)"
+                R"("refUpdate":{"oldRev":"0000000000000000000000000000000000000000",)"
+                R"("newRev":"c3a2f0e1d4b5a69788796a5b4c3d2e1f0a9b8c7d",)"
+                R"("refName":"refs/heads/main","project":"org/App"},)"
+                R"("type":"ref-updated","eventCreatedOn":1700000000})";
+  HttpResponse response = receiver_->Handle(gerrit);
+  EXPECT_EQ(response.code, 202) << response.body;
+  EXPECT_THAT(fetched_, ElementsAre("app", "app-tags"));
+  EXPECT_EQ(Count("url_token", "accepted"), 1);
+
+  HttpRequest other = gerrit;
+  other.body = R"({"type":"patchset-created","eventCreatedOn":1700000000,)"
+               R"("change":{"project":"org/app","branch":"main"}})";
+  response = receiver_->Handle(other);
+  EXPECT_EQ(response.code, 202);
+  EXPECT_THAT(response.body, HasSubstr("Gerrit event \"patchset-created\" ignored"));
+  other.body = R"({"type":"ref-updated","eventCreatedOn":1700000000,)"
+               R"("refUpdate":{"project":"tools/unknown"}})";
+  response = receiver_->Handle(other);
+  EXPECT_EQ(response.code, 202);
+  EXPECT_THAT(response.body, HasSubstr("no source's repository is Gerrit project tools/unknown"));
+  other.body = R"({"type":"ref-updated","eventCreatedOn":1700000000,"refUpdate":{}})";
+  EXPECT_EQ(receiver_->Handle(other).code, 400);
+  EXPECT_EQ(fetched_.size(), 2u);
+  // Unsigned, it is refused as any sender without a token is.
+  gerrit.path = "/hooks/git";
+  EXPECT_EQ(receiver_->Handle(gerrit).code, 401);
+
+  EXPECT_THAT(
+      GerritProjectSources("platform/fleet",
+                           {"https://review.example.com/a/platform/fleet",
+                            "ssh://jane@review.example.com:29418/platform/fleet.git",
+                            "https://review.example.com/platform/fleet-extra",
+                            "https://review.example.com/x/platform/fleet",
+                            "https://review.example.com/a/a/platform/fleet"}),
+      ElementsAre("review.example.com/a/platform/fleet", "review.example.com/platform/fleet"));
+  EXPECT_FALSE(ReadGerritEvent(nlohmann::json::parse(R"({"type":"push"})")).has_value());
+}
+
 TEST_F(WebhookTest, AVerifiedPushFetchesEverySourceOfThatRepository) {
   for (const char* provider : {"github", "gitlab", "gitea", "gogs", "bitbucket", "azuredevops"}) {
     fetched_.clear();
