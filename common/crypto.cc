@@ -7,6 +7,10 @@
 
 #include <memory>
 
+#include "absl/strings/escaping.h"
+#include "absl/strings/str_cat.h"
+#include "absl/strings/strip.h"
+
 namespace gitfleet::crypto {
 namespace {
 
@@ -74,6 +78,17 @@ std::string HmacSha256(absl::string_view key, absl::string_view data) {
   HMAC(EVP_sha256(), key.data(), static_cast<int>(key.size()), Bytes(data), data.size(), digest,
        &len);
   return std::string(reinterpret_cast<const char*>(digest), len);
+}
+
+std::string StandardWebhookSignature(absl::string_view secret, absl::string_view id,
+                                     absl::string_view timestamp, absl::string_view body) {
+  std::string key;
+  absl::string_view encoded = secret;
+  if (!absl::ConsumePrefix(&encoded, "whsec_") || !absl::Base64Unescape(encoded, &key)) {
+    key = std::string(secret);
+  }
+  return absl::StrCat(
+      "v1,", absl::Base64Escape(HmacSha256(key, absl::StrCat(id, ".", timestamp, ".", body))));
 }
 
 std::string Sha512(absl::string_view data) {

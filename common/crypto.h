@@ -24,6 +24,11 @@ bool X25519Public(const uint8_t* secret, uint8_t* out);
 bool HkdfSha256(absl::string_view ikm, absl::string_view salt, absl::string_view info, uint8_t* out,
                 size_t out_len);
 std::string HmacSha256(absl::string_view key, absl::string_view data);
+// Standard Webhooks' signature of a delivery (www.standardwebhooks.com; GitLab's signing
+// token): "v1," and the base64 HMAC-SHA256 of "ID.TIMESTAMP.BODY", under the key a secret
+// "whsec_BASE64" encodes (any other secret is the key as written).
+std::string StandardWebhookSignature(absl::string_view secret, absl::string_view id,
+                                     absl::string_view timestamp, absl::string_view body);
 std::string Sha512(absl::string_view data);
 std::string Sha256(absl::string_view data);
 // The digest of `data` by OpenSSL's name for its algorithm ("sha256", "sha512", "sha1",

@@ -244,8 +244,9 @@ ABSL_FLAG(std::string, notify_file, "",
           "their secret). Default: none.");
 ABSL_FLAG(std::string, notify_secret_file, "",
           "File whose first line signs the json notifications (X-Gitfleet-Signature-256: "
-          "sha256=HMAC-SHA256), at least 16 characters; read again within a second of a "
-          "change. Default: unsigned.");
+          "sha256=HMAC-SHA256, and Standard Webhooks' webhook-signature, whose key is the "
+          "bytes a whsec_BASE64 line encodes), at least 16 characters; read again within a "
+          "second of a change. Default: unsigned.");
 ABSL_FLAG(std::string, webhook_http, "",
           "Address (host:port) that serves POST /hooks/git alone, apart from --http: Git "
           "servers on the internet then reach the webhooks and nothing else, and no client of "

@@ -23,14 +23,6 @@ namespace {
 // signed at a time is taken within this of the control plane's clock, not replayed later.
 constexpr int64_t kStandardWebhookToleranceSeconds = 300;
 
-// The HMAC key a secret is for Standard Webhooks: "whsec_BASE64" (GitLab's signing token,
-// the standard's own form) is the bytes it encodes; any other secret is the key as written.
-std::string StandardWebhookKey(absl::string_view secret) {
-  std::string key;
-  if (absl::ConsumePrefix(&secret, "whsec_") && absl::Base64Unescape(secret, &key)) return key;
-  return std::string(secret);
-}
-
 std::string Header(const HttpRequest& request, const char* name) {
   auto it = request.headers.find(name);
   return it == request.headers.end() ? "" : it->second;
@@ -416,7 +408,8 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
   // "ID.TIMESTAMP.BODY"), which GitLab sends for a hook with a signing token, beside or
   // instead of its X-Gitlab-Token; with a timestamp too far from now it verifies nothing.
   const std::string standard_signatures = Header(request, "webhook-signature");
-  std::string standard_signed;  // ID.TIMESTAMP.BODY, when the signature can be checked
+  bool standard_checked = false;  // the signature can be checked
+  std::string standard_id, standard_timestamp;
   std::string standard_problem;
   if (!standard_signatures.empty()) {
     const std::string id = Header(request, "webhook-id");
@@ -434,21 +427,21 @@ HttpResponse WebhookReceiver::Handle(const HttpRequest& request) {
                          kStandardWebhookToleranceSeconds,
                          "): a delivery replayed or held back, or a clock that is off");
       } else {
-        standard_signed = absl::StrCat(id, ".", timestamp, ".", request.body);
+        standard_checked = true;
+        standard_id = id;
+        standard_timestamp = timestamp;
       }
     }
   }
   // Whether `secret` verifies the request.
   auto verifies = [&](const std::string& secret) {
-    if (!standard_signed.empty()) {
+    if (standard_checked) {
       const std::string expected =
-          absl::Base64Escape(crypto::HmacSha256(StandardWebhookKey(secret), standard_signed));
+          crypto::StandardWebhookSignature(secret, standard_id, standard_timestamp, request.body);
+      // Other versions' (v1a, an Ed25519 signature) never match.
       for (absl::string_view signature :
            absl::StrSplit(standard_signatures, ' ', absl::SkipEmpty())) {
-        // Other versions (v1a, an Ed25519 signature) are passed over.
-        if (absl::ConsumePrefix(&signature, "v1,") && SecureEquals(signature, expected)) {
-          return true;
-        }
+        if (SecureEquals(signature, expected)) return true;
       }
     }
     // HMAC-SHA256 of the body, hex; GitHub and Bitbucket put "sha256=" before it.

@@ -866,12 +866,23 @@ void Notifier::Run(Worker* worker) {
       const std::string secret = worker->sink.format == NotifySink::Format::kJson && options_.secret
                                      ? options_.secret()
                                      : "";
+      std::function<void(std::vector<std::string>*)> stamp;
       if (!secret.empty()) {
         request.headers.push_back(
             absl::StrCat("X-Gitfleet-Signature-256: sha256=",
                          absl::BytesToHexString(crypto::HmacSha256(secret, request.body))));
+        // Standard Webhooks: one id for the event at every try, each try's own time (a
+        // receiver takes a delivery within minutes of its timestamp).
+        stamp = [id = absl::StrCat("gitfleet-", event.stream(), "-", event.sequence()), &secret,
+                 &body = request.body](std::vector<std::string>* headers) {
+          const std::string now = absl::StrCat(absl::ToUnixSeconds(absl::Now()));
+          headers->push_back("webhook-id: " + id);
+          headers->push_back("webhook-timestamp: " + now);
+          headers->push_back("webhook-signature: " +
+                             crypto::StandardWebhookSignature(secret, id, now, body));
+        };
       }
-      if (!Deliver(worker, worker->sink.url, request) && Stopping(worker)) return;
+      if (!Deliver(worker, worker->sink.url, request, nullptr, stamp) && Stopping(worker)) return;
     }
   }
 }
@@ -1053,7 +1064,7 @@ bool Notifier::Pause(Worker* worker, absl::Duration duration) {
 }
 
 bool Notifier::Deliver(Worker* worker, const std::string& url, const HttpFetchOptions& options,
-                       bool* refused) {
+                       bool* refused, const std::function<void(std::vector<std::string>*)>& stamp) {
   HttpFetchOptions request = options;
   request.method = "POST";
   request.timeout = options_.timeout;
@@ -1062,7 +1073,14 @@ bool Notifier::Deliver(Worker* worker, const std::string& url, const HttpFetchOp
   absl::Duration wait = options_.retry_base;
   int limited_waits = 0;
   for (int attempt = 1;; ++attempt) {
-    absl::StatusOr<HttpAnswer> answer = HttpFetch(url, request);
+    absl::StatusOr<HttpAnswer> answer;
+    if (stamp) {
+      HttpFetchOptions stamped = request;
+      stamp(&stamped.headers);
+      answer = HttpFetch(url, stamped);
+    } else {
+      answer = HttpFetch(url, request);
+    }
     std::string error;
     bool final = false;  // no use trying again
     // A rate limit (429, or GitHub's 403 saying so) is waited out as it asks, a few times,

@@ -14,15 +14,17 @@
 // follow the file as it changes: an unchanged line keeps its worker, wherever it moved. Events go
 // one POST each, in order: `json` sends the event as JSON (admin.proto's Event, its field names),
 // signed when a secret is given (`X-Gitfleet-Signature-256: sha256=HMAC-SHA256(secret, body)`, as
-// GitHub signs its webhooks); `slack` sends `{"text": "..."}`, one line, which Slack's,
-// Mattermost's and Rocket.Chat's incoming webhooks, and Discord's Slack-compatible one,
-// take; `teams` sends an Adaptive Card, as Microsoft Teams' workflow webhooks ("Post to a
-// channel when a webhook request is received") take. A failed POST (no answer, or not a 2xx) is
-// tried again after 1 s, doubling up to a minute, at most `max_attempts` times (a rate limit,
-// 429 or GitHub's 403 saying so, waited out as its Retry-After or X-RateLimit-Reset asks, up to
-// 15 minutes, 4 times, without counting as a try); events meanwhile
-// wait in the subscription, which keeps at most the bus's queue: past it those waiting are dropped
-// and the sink is sent one "resync" event instead, saying how many. Every outcome counts in
+// GitHub signs its webhooks, and as Standard Webhooks do, which receivers built on their
+// libraries check: `webhook-id` gitfleet-STREAM-SEQUENCE, the same at every try,
+// `webhook-timestamp` the try's, `webhook-signature` v1,BASE64); `slack` sends `{"text": "..."}`,
+// one line, which Slack's, Mattermost's and Rocket.Chat's incoming webhooks, and Discord's
+// Slack-compatible one, take; `teams` sends an Adaptive Card, as Microsoft Teams' workflow webhooks
+// ("Post to a channel when a webhook request is received") take. A failed POST (no answer, or not a
+// 2xx) is tried again after 1 s, doubling up to a minute, at most `max_attempts` times (a rate
+// limit, 429 or GitHub's 403 saying so, waited out as its Retry-After or X-RateLimit-Reset asks, up
+// to 15 minutes, 4 times, without counting as a try); events meanwhile wait in the subscription,
+// which keeps at most the bus's queue: past it those waiting are dropped and the sink is sent one
+// "resync" event instead, saying how many. Every outcome counts in
 // gitfleet_notifications_total{sink, result}, the sink by its line number (its URL may be a secret,
 // as Slack's are).
 //
@@ -215,8 +217,10 @@ class Notifier {
   void RunStatuses(Worker* worker);
   // Tries `request` to `url` until it is taken, the attempts run out or Stop; true once
   // taken. `refused`: set when a commit status's API refused it for good (a 4xx).
+  // `stamp`, when given, adds the headers of each try to them (a signed timestamp).
   bool Deliver(Worker* worker, const std::string& url, const HttpFetchOptions& request,
-               bool* refused = nullptr);
+               bool* refused = nullptr,
+               const std::function<void(std::vector<std::string>*)>& stamp = nullptr);
   // Waits until the worker's subscription has events (true) or Stop (false).
   bool AwaitWork(Worker* worker);
   bool Stopping(Worker* worker);

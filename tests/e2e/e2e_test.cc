@@ -671,10 +671,25 @@ TEST_F(Fleet, EventsArePostedToTheNotifyFilesSinks) {
   })) << service.Log()
       << chat.Log();
   EXPECT_THAT(types(service, "type"), ElementsAre("render.done", "render.failed"));
+  std::set<std::string> ids;
   for (const nlohmann::json& post : service.Posts()) {
     EXPECT_EQ(post["path"], "/gitfleet");
     EXPECT_THAT(post.value("signature", ""), ::testing::StartsWith("sha256="));
+    // As Standard Webhooks sign (a receiver on their libraries checks it): HMAC-SHA256 of
+    // ID.TIMESTAMP.BODY, base64, within minutes of now; an id of its own per event.
+    const std::string id = post.value("webhook_id", "");
+    const std::string timestamp = post.value("webhook_timestamp", "");
+    EXPECT_THAT(id, ::testing::StartsWith("gitfleet-"));
+    ids.insert(id);
+    int64_t seconds = 0;
+    ASSERT_TRUE(absl::SimpleAtoi(timestamp, &seconds)) << post;
+    EXPECT_LT(std::abs(absl::ToUnixSeconds(absl::Now()) - seconds), 300);
+    EXPECT_EQ(post.value("webhook_signature", ""),
+              "v1," + absl::Base64Escape(crypto::HmacSha256(
+                          "a-signing-secret-of-some-length",
+                          absl::StrCat(id, ".", timestamp, ".", post.value("body", "")))));
   }
+  EXPECT_EQ(ids.size(), service.Posts().size());
   nlohmann::json failed = nlohmann::json::parse(service.Posts()[1].value("body", ""));
   EXPECT_EQ(failed["bundle"], "web");
   EXPECT_EQ(failed["commit"], broken);

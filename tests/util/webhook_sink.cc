@@ -25,7 +25,10 @@ class Sink(http.server.BaseHTTPRequestHandler):
               "type": self.headers.get("Content-Type", ""),
               "authorization": self.headers.get("Authorization", ""),
               "private_token": self.headers.get("PRIVATE-TOKEN", ""),
-              "accept": self.headers.get("Accept", "")}), flush=True)
+              "accept": self.headers.get("Accept", ""),
+              "webhook_id": self.headers.get("webhook-id", ""),
+              "webhook_timestamp": self.headers.get("webhook-timestamp", ""),
+              "webhook_signature": self.headers.get("webhook-signature", "")}), flush=True)
         self.send_response(code)
         if code != 200:
             for name, value in failure_headers:
