@@ -285,6 +285,8 @@ constexpr BundleFlag kBundleFlags[] = {
      [](const B& f, B* t) {
        t->mutable_rollout()->set_progress_deadline_seconds(f.rollout().progress_deadline_seconds());
      }},
+    {"bake-time",
+     [](const B& f, B* t) { t->mutable_rollout()->set_bake_seconds(f.rollout().bake_seconds()); }},
     {"depends-on", [](const B& f, B* t) { *t->mutable_depends_on() = f.depends_on(); }},
     {"max-prune", [](const B& f, B* t) { t->set_max_prune(f.max_prune()); }},
     {"include", [](const B& f, B* t) { *t->mutable_include() = f.include(); }},
@@ -701,6 +703,16 @@ class Cli {
                                   ": want a duration of at least 1s (10m, 1h)"));
       }
       rollout->set_progress_deadline_seconds(absl::ToInt64Seconds(d));
+    }
+    // "--bake-time=" is none (bundle set clears one with it).
+    if (std::optional<std::string> bake = args_.Take("bake-time");
+        bake.has_value() && !bake->empty()) {
+      absl::Duration d;
+      if (!absl::ParseDuration(*bake, &d) || d < absl::Seconds(1)) {
+        return Usage(
+            absl::StrCat("--bake-time=", *bake, ": want a duration of at least 1s (30m, 2h)"));
+      }
+      rollout->set_bake_seconds(absl::ToInt64Seconds(d));
     }
     if (rollout->ByteSizeLong() == 0) bundle->clear_rollout();
     bundle->set_max_prune(args_.TakeOr("max-prune", ""));
@@ -2051,6 +2063,8 @@ const std::vector<Cli::Command>& Cli::Commands() {
        "                                              1), the next once one is Healthy (one\n"
        "                                              down on what it runs gets it first)\n"
        "           [--progress-deadline=10m]          a partition not Healthy by then pauses\n"
+       "           [--bake-time=DURATION]             a partition ready stays so this long\n"
+       "                                              before the next starts (soak time)\n"
        "           [--max-prune=N|P%|all]             a render deleting more of what the\n"
        "                                              fleet runs is held (default: over half,\n"
        "                                              10 at least); rollout promote lets it\n"

@@ -140,6 +140,8 @@ std::vector<std::string> BundleChanges(const v1::Bundle& before, const v1::Bundl
           after.rollout().paced() ? "true" : "false", &out);
   Compare("--progress-deadline", Seconds(before.rollout().progress_deadline_seconds(), "10m"),
           Seconds(after.rollout().progress_deadline_seconds(), "10m"), &out);
+  Compare("--bake-time", Seconds(before.rollout().bake_seconds(), "(none)"),
+          Seconds(after.rollout().bake_seconds(), "(none)"), &out);
   Compare("--depends-on", list(before.depends_on()), list(after.depends_on()), &out);
   Compare("--max-prune", Or(before.max_prune(), "(over half)"),
           Or(after.max_prune(), "(over half)"), &out);

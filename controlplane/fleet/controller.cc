@@ -1729,6 +1729,11 @@ std::string Controller::HeldBackLocked(const std::string& name, const BundleStat
       absl::StrAppend(&now, ", paused by an operator (gitfleetctl rollout resume ", name, ")");
     } else if (rollout.halted()) {
       absl::StrAppend(&now, ", paused: ", rollout.reason());
+    } else if (rollout.has_ready_since()) {
+      absl::StrAppend(&now, ", ready and baking (--bake-time=",
+                      absl::FormatDuration(BakeTime(state.Rollout())), ") since ",
+                      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", FromProtoTime(rollout.ready_since()),
+                                       absl::UTCTimeZone()));
     }
     return absl::StrCat("rollout: ", where, "; ", now);
   }
@@ -3863,6 +3868,11 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     Publish(MakeEvent(done ? "rollout.done" : "rollout.partition", name, "",
                       done ? "every partition is through" : where, content->commit()));
   }
+  if (rollout.has_ready_since() &&
+      (!before.has_ready_since() || rollout.partition() != before.partition() ||
+       rollout.commit() != before.commit())) {
+    Publish(MakeEvent("rollout.baking", name, "", step.message, content->commit()));
+  }
   if (rollout.halted() && !before.halted()) {
     GF_LOG(WARNING) << "bundle " << name << ": rollout paused: " << rollout.reason();
     Publish(MakeEvent("rollout.paused", name, "", rollout.reason(), content->commit()));
@@ -4093,6 +4103,7 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
     p->set_state(index < rollout.partition()   ? "done"
                  : index > rollout.partition() ? "waiting"
                  : status.paused()             ? "paused"
+                 : rollout.has_ready_since()   ? "baking"
                                                : "rolling");
     if (summary) continue;
     int place = 0;

@@ -418,8 +418,14 @@ class Controller {
     bool caller_gone = false;
     // The strategy its rollout follows: its own partitions, else its fleet.yaml's
     // rolloutStrategy at the render's commit (not Progressive when neither cuts).
-    const v1::RolloutStrategy& Rollout() const {
-      return Progressive(definition.rollout()) ? definition.rollout() : record.fleet_rollout();
+    // The bundle's own partitions, else its fleet.yaml's (with the bundle's --bake-time).
+    v1::RolloutStrategy Rollout() const {
+      if (Progressive(definition.rollout())) return definition.rollout();
+      v1::RolloutStrategy fleet = record.fleet_rollout();
+      if (definition.rollout().bake_seconds() > 0 && Progressive(fleet)) {
+        fleet.set_bake_seconds(definition.rollout().bake_seconds());
+      }
+      return fleet;
     }
     bool ScopeGated() const {
       return caller_gone || (scope_clusters_now.has_value() &&

@@ -138,6 +138,9 @@ absl::Status ValidateRolloutStrategy(const v1::RolloutStrategy& strategy) {
       strategy.progress_deadline_seconds() > 7 * 24 * 3600) {
     return absl::InvalidArgumentError("--progress-deadline: between 1s and 168h");
   }
+  if (strategy.bake_seconds() < 0 || strategy.bake_seconds() > 7 * 24 * 3600) {
+    return absl::InvalidArgumentError("--bake-time: between 1s and 168h");
+  }
   if (!Progressive(strategy) && (!strategy.max_unavailable().empty() ||
                                  strategy.progress_deadline_seconds() != 0 || strategy.paced())) {
     return absl::InvalidArgumentError(
@@ -229,7 +232,15 @@ std::string DescribeRolloutStrategy(const v1::RolloutStrategy& strategy) {
   } else if (!parts.empty()) {
     parts.push_back(absl::StrCat("then the clusters left (", limit(""), ")"));
   }
+  if (strategy.bake_seconds() > 0 && !parts.empty()) {
+    parts.push_back(absl::StrCat("each ready for ", absl::FormatDuration(BakeTime(strategy)),
+                                 " before the next starts"));
+  }
   return absl::StrJoin(parts, ", ");
+}
+
+absl::Duration BakeTime(const v1::RolloutStrategy& strategy) {
+  return absl::Seconds(std::max<int64_t>(0, strategy.bake_seconds()));
 }
 
 absl::Duration ProgressDeadline(const v1::RolloutStrategy& strategy) {
@@ -386,6 +397,7 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
                            const std::function<PartitionProgress(const Partition&)>& progress) {
   RolloutStep step;
   const absl::Duration deadline = ProgressDeadline(strategy);
+  const absl::Duration bake = BakeTime(strategy);
   // Bounded: one pass per partition at most.
   while (record.partition() < static_cast<int>(partitions.size())) {
     const int index = record.partition();
@@ -451,7 +463,8 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
     const v1::RolloutCluster* first_waiting =
         counted.first_waiting.has_value() ? &*counted.first_waiting : nullptr;
     const int allowed = AllowedUnavailable(strategy, partition, counted.total);
-    bool pass = record.promoted() || not_ready <= allowed;
+    const bool ready = not_ready <= allowed;
+    bool pass = record.promoted() || ready;
     if (!pass && failed <= allowed && (pace == 0 || admitted_before >= size)) {
       // Fleet's maxUnavailablePartitions: gone past while, with this one, at most that many
       // partitions reached so far are not ready (one that failed pauses, as ever; a paced
@@ -467,6 +480,26 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
       }
       pass = partitions_allowed > 0 && not_ready_partitions <= partitions_allowed;
     }
+    // A bake: a partition ready (by its gate, not an operator's promote) holds the next
+    // back until it stayed ready that long.
+    if (pass && ready && !record.promoted() && bake > absl::ZeroDuration() &&
+        index + 1 < static_cast<int>(partitions.size())) {
+      if (!record.has_ready_since()) {
+        *record.mutable_ready_since() = ToProtoTime(now);
+        step.changed = true;
+      }
+      const absl::Time until = FromProtoTime(record.ready_since()) + bake;
+      if (now < until) {
+        step.message = absl::StrCat(
+            where, ": ready (", counted.total - not_ready, " of ", counted.total,
+            " clusters); baking ", absl::FormatDuration(bake), " before partition ", index + 2,
+            ", ", absl::FormatDuration(absl::Ceil(until - now, absl::Seconds(1))),
+            " left (a cluster not ready meanwhile starts it again; rollout promote skips it)");
+        step.recheck = until;
+        step.reports_needed = 1;  // any report may end the bake
+        return step;
+      }
+    }
     if (pass) {
       record.set_partition(index + 1);
       *record.mutable_partition_started() = ToProtoTime(now);
@@ -474,8 +507,21 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
       record.set_admitted(0);
       record.clear_admitted_time();
       record.clear_out_of_turn();
+      record.clear_ready_since();
       step.changed = true;
       continue;
+    }
+    std::string bake_broken;
+    if (record.has_ready_since()) {
+      // Ready, then not during the bake: it starts again once the partition is ready
+      // again, which has the progress deadline again from now.
+      bake_broken = absl::StrCat(
+          "the bake started again (ready since ",
+          absl::FormatTime("%H:%M:%SZ", FromProtoTime(record.ready_since()), absl::UTCTimeZone()),
+          ", not now); ");
+      record.clear_ready_since();
+      *record.mutable_partition_started() = ToProtoTime(now);
+      step.changed = true;
     }
     // Counts and examples may come from reports a moment apart: an example may be missing.
     if (failed > allowed) {
@@ -588,7 +634,7 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
       step.reports_needed = std::numeric_limits<int>::max();
       return step;
     }
-    step.message = absl::StrCat(where, ": ", waiting);
+    step.message = absl::StrCat(where, ": ", bake_broken, waiting);
     step.recheck = started + deadline;
     // Paced: any report may make room for the next cluster; with partitions allowed to be
     // not ready, any report of an earlier partition may let this one be gone past.

@@ -63,6 +63,8 @@ std::string StreamPruneHeld(size_t dropped, size_t before, size_t own, size_t bu
 std::string ClusterPruneHeld(const std::string& cluster, size_t alike, size_t dropped,
                              size_t before, size_t own, size_t bundles, const std::string& sources);
 absl::Duration ProgressDeadline(const v1::RolloutStrategy& strategy);
+// How long a ready partition holds the next back (RolloutStrategy.bake_seconds); 0: none.
+absl::Duration BakeTime(const v1::RolloutStrategy& strategy);
 // The partitions `strategy` cuts, in words: "1 canary (cluster c2, none may be not ready),
 // 2 production (env in (prod)), then the clusters left".
 std::string DescribeRolloutStrategy(const v1::RolloutStrategy& strategy);
@@ -140,7 +142,8 @@ struct RolloutStep {
 
 // Moves `record` (already reset for the current render) through `partitions` as far as
 // the clusters allow: a partition is passed once at most AllowedUnavailable of its
-// clusters are not ready (or it was promoted), or, none of them failed, while with it at most
+// clusters are not ready (or it was promoted) and, with a BakeTime, have stayed so that long
+// (record.ready_since; not before the next partition after the last), or, none of them failed, while with it at most
 // AllowedUnavailablePartitions of the partitions reached are not ready (every cluster of a
 // paced one given the revision first); it halts the rollout when more than that
 // failed, or when it is not through by the deadline. `progress` tells how one partition's

@@ -372,6 +372,80 @@ TEST_F(AdvanceTest, EachPartitionWaitsForTheOneBefore) {
   EXPECT_EQ(GateOf(record_, Cut()), nullptr) << "done: every cluster";
 }
 
+// --bake-time: a partition ready holds the next back until it stayed ready that long; a
+// cluster not ready meanwhile starts the bake again once the partition is ready again (and
+// gives the partition its deadline again); a failure pauses as ever; an operator's promote
+// skips it; the last partition has none (there is no next to hold back).
+TEST_F(AdvanceTest, AReadyPartitionBakesBeforeTheNextStarts) {
+  strategy_.set_bake_seconds(600);
+  strategy_.set_progress_deadline_seconds(120);
+  state_["a"] = "ready";
+  state_["b"] = "ready";
+  RolloutStep step = Advance();
+  EXPECT_EQ(record_.partition(), 0);
+  EXPECT_TRUE(step.changed);
+  EXPECT_EQ(FromProtoTime(record_.ready_since()), now_);
+  EXPECT_THAT(step.message, HasSubstr("partition 1/3: ready (2 of 2 clusters); baking 10m before "
+                                      "partition 2, 10m left"));
+  EXPECT_EQ(step.recheck, now_ + absl::Minutes(10));
+  EXPECT_EQ(step.reports_needed, 1) << "any report may end the bake";
+  EXPECT_THAT(Allowed(GateOf(record_, Cut())), ElementsAre("a", "b"));
+  // Past the progress deadline while baking: ready, so not paused.
+  now_ += absl::Minutes(4);
+  step = Advance();
+  EXPECT_FALSE(step.changed);
+  EXPECT_FALSE(record_.halted());
+  EXPECT_THAT(step.message, HasSubstr("6m left"));
+  // A cluster not ready: the bake starts again once it is, with a fresh deadline.
+  state_["b"] = "Progressing";
+  step = Advance();
+  EXPECT_TRUE(step.changed);
+  EXPECT_FALSE(record_.has_ready_since());
+  EXPECT_EQ(FromProtoTime(record_.partition_started()), now_);
+  EXPECT_THAT(step.message, HasSubstr("the bake started again"));
+  EXPECT_THAT(step.message, HasSubstr("waiting for b: Progressing"));
+  now_ += absl::Minutes(1);
+  state_["b"] = "ready";
+  Advance();
+  EXPECT_EQ(FromProtoTime(record_.ready_since()), now_);
+  now_ += absl::Minutes(9) + absl::Seconds(59);
+  Advance();
+  EXPECT_EQ(record_.partition(), 0) << "a second short";
+  now_ += absl::Seconds(1);
+  step = Advance();
+  EXPECT_EQ(record_.partition(), 1);
+  EXPECT_FALSE(record_.has_ready_since());
+  EXPECT_THAT(Allowed(GateOf(record_, Cut())), ElementsAre("a", "b", "c", "d"));
+  // A failure while baking pauses, as one before it would.
+  state_["c"] = "ready";
+  state_["d"] = "ready";
+  Advance();
+  EXPECT_TRUE(record_.has_ready_since());
+  state_["d"] = "failed";
+  step = Advance();
+  EXPECT_TRUE(record_.halted());
+  EXPECT_THAT(step.message, HasSubstr("cluster d failed to apply"));
+  // An operator's promote skips the bake.
+  record_.set_halted(false);
+  state_["d"] = "ready";
+  Advance();
+  EXPECT_EQ(record_.partition(), 1);
+  record_.set_promoted(true);
+  Advance();
+  EXPECT_EQ(record_.partition(), 2);
+  // The last partition: done once ready, no bake.
+  state_["e"] = "ready";
+  step = Advance();
+  EXPECT_EQ(record_.partition(), 3);
+  EXPECT_EQ(step.message, "");
+  EXPECT_FALSE(record_.has_ready_since());
+
+  EXPECT_THAT(DescribeRolloutStrategy(strategy_),
+              HasSubstr("each ready for 10m before the next starts"));
+  strategy_.set_bake_seconds(7 * 24 * 3600 + 1);
+  EXPECT_THAT(ValidateRolloutStrategy(strategy_).message(), HasSubstr("--bake-time"));
+}
+
 // Fleet's maxUnavailablePartitions: the rollout goes on past a partition not ready while,
 // with it, at most that many of the partitions reached are not ready; the next then waits
 // (its deadline pauses it), and goes once an earlier one is ready. A failure pauses as ever;

@@ -436,6 +436,48 @@ TEST_F(FleetOps, SelectorPartitionsGoFirstAndMaxUnavailableLetsSomeLag) {
   EXPECT_THAT(out, HasSubstr("paused by an operator: the next render goes to partition 1 only"));
 }
 
+// --bake-time: the canary, Healthy, holds production back until it stayed Healthy that
+// long; a Deployment that goes unready meanwhile starts the wait again, and the rollout's
+// status, events and the held-back cluster say so.
+TEST_F(FleetOps, AHealthyCanaryBakesBeforeProductionGetsTheRevision) {
+  WriteApp("web:1");
+  git_.Commit("v1");
+  StartControlPlane();
+  StartCluster("c1", "env=prod,ring=canary");
+  StartCluster("c2", "env=prod");
+  ASSERT_NO_FATAL_FAILURE(AddApp(
+      {"web", "--source=app", "--path=apps/web", "--partition=ring=canary", "--bake-time=4s"}));
+  ASSERT_TRUE(Eventually([&] { return Image("c1") == "web:1"; }, absl::Seconds(30))) << Logs();
+  Ready("c1");
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(Ctl({"rollout", "status", "web"}), "baking 4s before partition 2");
+  })) << Ctl({"rollout", "status", "web"});
+  const absl::Time ready_at = absl::Now();
+  std::string out = Ctl({"rollout", "status", "web"});
+  EXPECT_THAT(out, HasSubstr("baking"));
+  EXPECT_EQ(Image("c2"), "");
+  EXPECT_THAT(Ctl({"status", "--cluster=c2"}), HasSubstr("ready and baking (--bake-time=4s)"));
+  // Unready during the bake (its pod restarted): it starts again once Healthy again.
+  absl::SleepFor(absl::Seconds(2));
+  SetStatus("c1", {{"readyReplicas", 0}, {"availableReplicas", 0}});
+  ASSERT_TRUE(Eventually([&] {
+    return absl::StrContains(Ctl({"rollout", "status", "web"}), "the bake started again");
+  })) << Ctl({"rollout", "status", "web"});
+  absl::SleepFor(absl::Seconds(3));
+  EXPECT_EQ(Image("c2"), "") << "4s after the canary was first Healthy, but not 4s Healthy";
+  Ready("c1");
+  const absl::Time ready_again = absl::Now();
+  ASSERT_TRUE(Eventually([&] { return Image("c2") == "web:1"; }, absl::Seconds(30)))
+      << Ctl({"rollout", "status", "web"}) << Logs();
+  EXPECT_GE(absl::Now() - ready_again, absl::Seconds(3)) << "baked again, in full";
+  EXPECT_GE(absl::Now() - ready_at, absl::Seconds(8));
+  Ready("c2");
+  ASSERT_TRUE(RolledOutToAll("web", 2)) << Ctl({"rollout", "status", "web"});
+  out = Ctl({"events", "--bundle=web"});
+  EXPECT_THAT(out, HasSubstr("rollout.baking"));
+  EXPECT_THAT(Ctl({"bundle", "list", "-o", "yaml"}), HasSubstr("bake_seconds"));
+}
+
 // A repository moved from Fleet: its fleet.yaml's rolloutStrategy orders the rollout of a
 // bundle that has no partitions of its own, canary first, then the rest of production.
 TEST_F(FleetOps, AFleetFoldersRolloutStrategyOrdersTheRollout) {
