@@ -104,15 +104,16 @@ TEST(ChangesTest, AReplacementNamesEveryFlagItChanged) {
   after.mutable_rollout()->add_partitions("env=staging");
   after.mutable_rollout()->set_progress_deadline_seconds(60);
   after.mutable_rollout()->set_paced(true);
+  after.mutable_rollout()->set_bake_seconds(1800);
   after.set_path("");
   after.mutable_sync()->set_service_account("team-a/deployer");
-  EXPECT_THAT(BundleChanges(before, after),
-              ::testing::ElementsAre("--path: apps/web -> (root)",
-                                     "--service-account: (the agent) -> team-a/deployer",
-                                     "--values: a=1,replicas=2 -> (none)",
-                                     "--cluster-values: 'env=prod;replicas=3' -> (none)",
-                                     "--partition: (none) -> env=staging", "--paced: false -> true",
-                                     "--progress-deadline: 10m -> 1m"));
+  EXPECT_THAT(
+      BundleChanges(before, after),
+      ::testing::ElementsAre(
+          "--path: apps/web -> (root)", "--service-account: (the agent) -> team-a/deployer",
+          "--values: a=1,replicas=2 -> (none)", "--cluster-values: 'env=prod;replicas=3' -> (none)",
+          "--partition: (none) -> env=staging", "--paced: false -> true",
+          "--progress-deadline: 10m -> 1m", "--bake-time: (none) -> 30m"));
   v1::Source old_source;
   old_source.set_url("https://git.example.com/a.git");
   v1::Source new_source = old_source;
@@ -158,6 +159,8 @@ TEST(CliTest, BadUsageIsOneLineAndExitTwo) {
       {{"bundle", "set", "b", "--bogus=1"}, "unknown flag --bogus"},
       {{"bundle", "set", "b", "--replace", "--path=x"}, "bundle set always replaces"},
       {{"bundle", "set", "b", "--progress-deadline=soon"}, "--progress-deadline=soon"},
+      {{"bundle", "set", "b", "--bake-time=0s"}, "--bake-time=0s: want a duration of at least 1s"},
+      {{"bundle", "add", "b", "--source=s", "--bake-time=later"}, "--bake-time=later"},
       {{"bundle", "add", "b", "--source=s", "--service-account=Team/deployer"},
        "--service-account: service account's namespace name \"Team\""},
       {{"rollout", "status", "web", "-w", "--watch-timeout=25h"},
