@@ -6037,6 +6037,42 @@ TEST_F(RolloutTest, FleetYamlsRolloutStrategyOrdersTheRollout) {
   EXPECT_EQ(rollout->declared_in(), "");
 }
 
+// A bundle's --bake-time holds the next partition of its fleet.yaml's rolloutStrategy too:
+// staging Healthy, production gets the render only once staging stayed so that long.
+TEST_F(RolloutTest, ABundlesBakeTimeHoldsItsFleetYamlsNextPartition) {
+  git_.Write("apps/web/fleet.yaml",
+             "rolloutStrategy:\n"
+             "  partitions:\n"
+             "  - name: staging\n"
+             "    clusterSelector: {matchLabels: {env: staging}}\n"
+             "  - name: production\n"
+             "    clusterSelector: {matchLabels: {env: prod}}\n");
+  git_.Write("apps/web/cm.yaml", Cm("web"));
+  git_.Commit("first");
+  ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
+  Connect("p1");
+  Connect("s1", "", "staging");
+  v1::Bundle bundle = Bundle("web", "apps/web");
+  bundle.mutable_rollout()->set_bake_seconds(2);
+  absl::StatusOr<v1::BundleInfo> info = controller_->AddBundle(bundle, false);
+  ASSERT_TRUE(info.ok()) << info.status();
+  const std::string r1 = info->revision();
+  EXPECT_EQ(Eventually("s1"), r1);
+  Report("s1", r1, v1::HEALTH_STATE_HEALTHY);
+  const absl::Time healthy = absl::Now();
+  absl::StatusOr<v1::RolloutStatus> rollout = RolloutOnce([](const v1::RolloutStatus& r) {
+    return r.partitions_size() == 2 && r.partitions(0).state() == "baking";
+  });
+  ASSERT_TRUE(rollout.ok()) << rollout.status();
+  EXPECT_EQ(rollout->declared_in(), "apps/web/fleet.yaml");
+  EXPECT_THAT(rollout->message(), HasSubstr("partition 1/2 (staging): ready (1 of 1 clusters); "
+                                            "baking 2s before partition 2"));
+  EXPECT_THAT(controller_->GetStatus("p1", "web")[0].held_back(),
+              HasSubstr("ready and baking (--bake-time=2s)"));
+  EXPECT_EQ(Eventually("p1"), r1);
+  EXPECT_GE(absl::Now() - healthy, absl::Seconds(1)) << "production went before the bake";
+}
+
 // The partitions are cut when a render's rollout starts. A cluster that stops matching the
 // bundle later leaves its partition and moves nobody else, and one that starts matching
 // joins the last partition that has not started: a change in the fleet never brings a
