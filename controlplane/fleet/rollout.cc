@@ -490,11 +490,13 @@ RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partitio
       }
       const absl::Time until = FromProtoTime(record.ready_since()) + bake;
       if (now < until) {
+        // The end, not the time left: the message stays the same from one look to the next
+        // (a watch prints a line when it changes).
         step.message = absl::StrCat(
             where, ": ready (", counted.total - not_ready, " of ", counted.total,
             " clusters); baking ", absl::FormatDuration(bake), " before partition ", index + 2,
-            ", ", absl::FormatDuration(absl::Ceil(until - now, absl::Seconds(1))),
-            " left (a cluster not ready meanwhile starts it again; rollout promote skips it)");
+            ", until ", absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", until, absl::UTCTimeZone()),
+            " (a cluster not ready meanwhile starts it again; rollout promote skips it)");
         step.recheck = until;
         step.reports_needed = 1;  // any report may end the bake
         return step;
