@@ -579,9 +579,9 @@ StatusRequest CommitStatusRequest(const NotifySink& sink, const std::string& bun
       words = {"INPROGRESS", "SUCCESSFUL", "FAILED", "STOPPED"};
       break;
     case Format::kBitbucketServer:
-      // Data Center before 8 knows these three alone: a superseded commit stays in
-      // progress, saying why.
-      words = {"INPROGRESS", "SUCCESSFUL", "FAILED", "INPROGRESS"};
+      // A version that refuses CANCELLED (before 8) is told INPROGRESS, saying why
+      // (Notifier::Post).
+      words = {"INPROGRESS", "SUCCESSFUL", "FAILED", "CANCELLED"};
       break;
     case Format::kAzureDevOps:
       words = {"pending", "succeeded", "failed", "notApplicable"};
@@ -667,6 +667,9 @@ struct Notifier::Worker {
   std::shared_ptr<EventBus::Subscription> subscription;
   uint64_t skip_through = 0;  // events up to this sequence were before the sink was added
   absl::Time last_post = absl::InfinitePast();  // a GitHub status sink's (its worker's alone)
+  // A Bitbucket Data Center that refused CANCELLED (before 8): a superseded commit is told
+  // INPROGRESS, saying why (its worker's alone).
+  bool refuses_cancelled = false;
   Mutex mu;
   bool woken ABSL_GUARDED_BY(mu) = true;  // the recent events Subscribe queued
   bool stopping ABSL_GUARDED_BY(mu) = false;
@@ -1052,8 +1055,24 @@ Notifier::Delivery Notifier::Post(Worker* worker, const std::string& bundle,
   HttpFetchOptions request;
   request.body = std::move(made.body);
   request.headers = std::move(made.headers);
+  // Data Center before 8 knows three states: a superseded commit stays in progress there,
+  // its description saying why.
+  const bool cancelled = worker->sink.format == NotifySink::Format::kBitbucketServer &&
+                         status.state == CommitStatus::State::kSuperseded;
+  const auto in_progress = [&request] {
+    nlohmann::json body = nlohmann::json::parse(request.body, nullptr, false);
+    if (body.is_object()) body["state"] = "INPROGRESS";
+    request.body = body.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  };
+  if (cancelled && worker->refuses_cancelled) in_progress();
   bool refused = false;
   if (Deliver(worker, made.url, request, &refused)) return Delivery::kTaken;
+  if (refused && cancelled && !worker->refuses_cancelled) {
+    worker->refuses_cancelled = true;
+    in_progress();
+    refused = false;
+    if (Deliver(worker, made.url, request, &refused)) return Delivery::kTaken;
+  }
   return refused ? Delivery::kRefused : Delivery::kFailed;
 }
 

@@ -523,7 +523,7 @@ TEST(CommitStatusRequestTest, BitbucketAndAzureDevOpsGetTheirWordsAndKeys) {
   EXPECT_EQ(state(0, CommitStatus::State::kPending), "INPROGRESS");
   EXPECT_EQ(state(0, CommitStatus::State::kSuccess), "SUCCESSFUL");
   EXPECT_EQ(state(0, CommitStatus::State::kSuperseded), "STOPPED");
-  EXPECT_EQ(state(1, CommitStatus::State::kSuperseded), "INPROGRESS");
+  EXPECT_EQ(state(1, CommitStatus::State::kSuperseded), "CANCELLED");
   EXPECT_EQ(state(2, CommitStatus::State::kPending), "pending");
   EXPECT_EQ(state(2, CommitStatus::State::kSuccess), "succeeded");
   EXPECT_EQ(state(2, CommitStatus::State::kSuperseded), "notApplicable");
@@ -640,15 +640,19 @@ TEST_F(NotifierTest, CommitStatusesFollowEachBundlesVerdict) {
 }
 
 // A commit still rolling out when a later one goes out is told it was superseded, in each
-// host's word for it; one whose later commit failed to render is not (it is what runs).
+// host's word for it; one whose later commit failed to render is not (it is what runs). A
+// Bitbucket Data Center that refuses CANCELLED (before 8) is told INPROGRESS instead.
 TEST_F(NotifierTest, ACommitOvertakenWhileRollingOutIsSaidToBeSuperseded) {
-  testing::WebhookSink github, gitea;
+  testing::WebhookSink github, gitea, data_center;
   absl::Status started = github.Start(testing::TempDir("superseded-github"), 0);
   if (!started.ok()) GTEST_SKIP() << started;
   ASSERT_TRUE(gitea.Start(testing::TempDir("superseded-gitea")).ok());
-  absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(
-      absl::StrCat("http://127.0.0.1:", github.port(), "/acme/fleet github token-file=/t\n",
-                   "http://127.0.0.1:", gitea.port(), "/acme/fleet gitea token-file=/t\n"));
+  ASSERT_TRUE(
+      data_center.Start(testing::TempDir("superseded-bbdc"), 0, 500, "", "", "CANCELLED").ok());
+  absl::StatusOr<std::vector<NotifySink>> sinks = ParseNotifySinks(absl::StrCat(
+      "http://127.0.0.1:", github.port(), "/acme/fleet github token-file=/t\n", "http://127.0.0.1:",
+      gitea.port(), "/acme/fleet gitea token-file=/t\n", "http://127.0.0.1:", data_center.port(),
+      "/scm/acme/fleet.git bitbucket-server token-file=/t\n"));
   ASSERT_TRUE(sinks.ok()) << sinks.status();
   auto verdict = std::make_shared<std::pair<Mutex, CommitStatus>>();
   const std::string a(40, 'a'), b(40, 'b'), c(40, 'c');
@@ -700,6 +704,18 @@ TEST_F(NotifierTest, ACommitOvertakenWhileRollingOutIsSaidToBeSuperseded) {
               ElementsAre("a pending", "b failure", "a pending", "c pending", "c success"));
   EXPECT_THAT(states(gitea),
               ElementsAre("a pending", "b failure", "a warning", "c pending", "c success"));
+  ASSERT_TRUE(testing::Eventually([&] { return data_center.Posts().size() >= 6; }))
+      << data_center.Log();
+  std::vector<std::string> words;
+  for (const nlohmann::json& post : data_center.Posts()) {
+    const std::string path = post["path"];  // .../commits/C/builds
+    words.push_back(
+        absl::StrCat(path.substr(path.size() - std::string("a/builds").size(), 1), " ",
+                     std::string(nlohmann::json::parse(std::string(post["body"]))["state"]), " ",
+                     post["code"].get<int>()));
+  }
+  EXPECT_THAT(words, ElementsAre("a INPROGRESS 200", "b FAILED 200", "a CANCELLED 400",
+                                 "a INPROGRESS 200", "c INPROGRESS 200", "c SUCCESSFUL 200"));
   EXPECT_THAT(
       std::string(nlohmann::json::parse(std::string(github.Posts()[2]["body"]))["description"]),
       HasSubstr("superseded by cccccccccccc before it rolled out everywhere"));

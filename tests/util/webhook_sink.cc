@@ -14,12 +14,15 @@ import http.server, json, sys
 port, failures = int(sys.argv[1]), [int(sys.argv[2])]
 failure_code, failure_body = int(sys.argv[3]), sys.argv[4].encode()
 failure_headers = [h.split(": ", 1) for h in sys.argv[5].split(";") if h] if len(sys.argv) > 5 else []
+refuse_containing = sys.argv[6] if len(sys.argv) > 6 else ""
 class Sink(http.server.BaseHTTPRequestHandler):
     def do_POST(self):
         body = self.rfile.read(int(self.headers.get("Content-Length", "0"))).decode()
         code = failure_code if failures[0] > 0 else 200
         answer = failure_body if failures[0] > 0 else b""
         failures[0] -= 1
+        if refuse_containing and refuse_containing in body:
+            code, answer = 400, b'{"errors":[{"message":"not a state this version knows"}]}'
         print("POST " + json.dumps({"path": self.path, "code": code, "body": body,
               "signature": self.headers.get("X-Gitfleet-Signature-256", ""),
               "type": self.headers.get("Content-Type", ""),
@@ -46,13 +49,14 @@ server.serve_forever()
 }  // namespace
 
 absl::Status WebhookSink::Start(const std::string& dir, int failures, int failure_code,
-                                const std::string& failure_body,
-                                const std::string& failure_headers) {
+                                const std::string& failure_body, const std::string& failure_headers,
+                                const std::string& refuse_containing) {
   port_ = FreePort();
-  return StartPythonServer("the webhook sink", kSinkScript, dir + "/sink.py",
-                           {std::to_string(port_), std::to_string(failures),
-                            std::to_string(failure_code), failure_body, failure_headers},
-                           dir + "/sink.log", "ready", &server_);
+  return StartPythonServer(
+      "the webhook sink", kSinkScript, dir + "/sink.py",
+      {std::to_string(port_), std::to_string(failures), std::to_string(failure_code), failure_body,
+       failure_headers, refuse_containing},
+      dir + "/sink.log", "ready", &server_);
 }
 
 std::vector<nlohmann::json> WebhookSink::Posts() const {

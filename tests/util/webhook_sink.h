@@ -4,7 +4,8 @@
 // An HTTP endpoint that takes POSTs, as a chat room's or a service's webhook does, for
 // tests of what the control plane sends out: each request's path, body and headers kept in
 // order, the first `failures` refused (500, or `failure_code` with `failure_body` and
-// `failure_headers`, "Name: value;Name: value").
+// `failure_headers`, "Name: value;Name: value"), and any whose body holds `refuse_containing`
+// refused with 400 (a host that does not know a word sent).
 //
 //   testing::WebhookSink sink;
 //   ASSERT_TRUE(sink.Start(TempDir("sink")).ok());
@@ -25,10 +26,12 @@ class WebhookSink {
  public:
   // Unavailable when python3 is not installed or it does not start.
   absl::Status Start(const std::string& dir, int failures = 0, int failure_code = 500,
-                     const std::string& failure_body = "", const std::string& failure_headers = "");
+                     const std::string& failure_body = "", const std::string& failure_headers = "",
+                     const std::string& refuse_containing = "");
   // Each POST taken or refused, in order: {"path", "code", "body", "signature" (its
   // X-Gitfleet-Signature-256), "type" (its Content-Type), "authorization", "private_token"
-  // (GitLab's PRIVATE-TOKEN), "accept"}.
+  // (GitLab's PRIVATE-TOKEN), "accept", "webhook_id", "webhook_timestamp",
+  // "webhook_signature" (Standard Webhooks')}.
   std::vector<nlohmann::json> Posts() const;
   int port() const { return port_; }
   std::string Log() const { return server_ == nullptr ? "" : server_->Log(); }
