@@ -5917,17 +5917,19 @@ TEST_F(RolloutTest, FleetsOverrideTargetsChooseTheClustersAFolderGoesTo) {
   EXPECT_FALSE(Eventually("p1").empty()) << "as it did before";
 }
 
+// A fleet.yaml's rolloutStrategy partitions: staging, then production.
+constexpr char kStagingThenProd[] =
+    "  partitions:\n"
+    "  - name: staging\n"
+    "    clusterSelector: {matchLabels: {env: staging}}\n"
+    "  - name: production\n"
+    "    clusterSelector: {matchLabels: {env: prod}}\n";
+
 // A Fleet repository's maxUnavailablePartitions: production gets the commit while staging
 // is not ready yet (one partition may be), and rollout status says staging was passed.
 TEST_F(RolloutTest, FleetsMaxUnavailablePartitionsGoesOnPastOne) {
   git_.Write("apps/web/fleet.yaml",
-             "rolloutStrategy:\n"
-             "  maxUnavailablePartitions: 1\n"
-             "  partitions:\n"
-             "  - name: staging\n"
-             "    clusterSelector: {matchLabels: {env: staging}}\n"
-             "  - name: production\n"
-             "    clusterSelector: {matchLabels: {env: prod}}\n");
+             absl::StrCat("rolloutStrategy:\n  maxUnavailablePartitions: 1\n", kStagingThenProd));
   git_.Write("apps/web/cm.yaml", Cm("web"));
   git_.Commit("first");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
@@ -6040,13 +6042,7 @@ TEST_F(RolloutTest, FleetYamlsRolloutStrategyOrdersTheRollout) {
 // A bundle's --bake-time holds the next partition of its fleet.yaml's rolloutStrategy too:
 // staging Healthy, production gets the render only once staging stayed so that long.
 TEST_F(RolloutTest, ABundlesBakeTimeHoldsItsFleetYamlsNextPartition) {
-  git_.Write("apps/web/fleet.yaml",
-             "rolloutStrategy:\n"
-             "  partitions:\n"
-             "  - name: staging\n"
-             "    clusterSelector: {matchLabels: {env: staging}}\n"
-             "  - name: production\n"
-             "    clusterSelector: {matchLabels: {env: prod}}\n");
+  git_.Write("apps/web/fleet.yaml", absl::StrCat("rolloutStrategy:\n", kStagingThenProd));
   git_.Write("apps/web/cm.yaml", Cm("web"));
   git_.Commit("first");
   ASSERT_TRUE(controller_->AddSource(Source(), false).ok());
