@@ -33,18 +33,42 @@
 namespace gitfleet {
 
 // Every type of event the control plane publishes (admin.proto's Event.type says what each
-// means).
-inline constexpr const char* kEventTypes[] = {
-    "source.commit",     "source.failed",        "source.recovered",
-    "render.done",       "render.failed",        "render.waiting",
-    "rollout.started",   "rollout.partition",    "rollout.paused",
-    "rollout.resumed",   "rollout.promoted",     "rollout.done",
-    "cluster.connected", "cluster.disconnected", "cluster.applied",
-    "cluster.failed",    "cluster.health",       "cluster.suspended",
-    "cluster.resumed",   "bundle.suspended",     "bundle.resumed",
-    "bundle.pinned",     "bundle.unpinned",      "bundle.added",
-    "bundle.replaced",   "bundle.removed",       "source.added",
-    "source.replaced",   "source.removed",       "resync"};
+// means); tools/check_event_types.py checks that each MakeEvent's is here.
+inline constexpr const char* kEventTypes[] = {"source.commit",
+                                              "source.failed",
+                                              "source.recovered",
+                                              "render.done",
+                                              "render.failed",
+                                              "render.waiting",
+                                              "rollout.started",
+                                              "rollout.partition",
+                                              "rollout.paused",
+                                              "rollout.resumed",
+                                              "rollout.promoted",
+                                              "rollout.done",
+                                              "rollout.out_of_turn",
+                                              "rollout.baking",
+                                              "cluster.connected",
+                                              "cluster.disconnected",
+                                              "cluster.applied",
+                                              "cluster.failed",
+                                              "cluster.health",
+                                              "cluster.suspended",
+                                              "cluster.resumed",
+                                              "bundle.suspended",
+                                              "bundle.resumed",
+                                              "bundle.pinned",
+                                              "bundle.unpinned",
+                                              "bundle.added",
+                                              "bundle.replaced",
+                                              "bundle.removed",
+                                              "bundle.prune_held",
+                                              "bundle.paused_by_source",
+                                              "bundle.scope_held",
+                                              "source.added",
+                                              "source.replaced",
+                                              "source.removed",
+                                              "resync"};
 
 // A watcher's type filter: one of kEventTypes, or a family of them ending in "."
 // ("rollout."). InvalidArgument, listing them, for anything else: a mistyped type

@@ -21,7 +21,8 @@ using ::testing::HasSubstr;
 // A watcher's type filter names a type or a family; anything else is refused, naming the
 // types there are.
 TEST(EventTypesTest, AFilterMustNameATypeOrAFamily) {
-  for (const char* good : {"rollout.", "cluster.health", "resync", "source.", "bundle.pinned"}) {
+  for (const char* good : {"rollout.", "cluster.health", "resync", "source.", "bundle.pinned",
+                           "rollout.out_of_turn", "rollout.baking", "bundle.prune_held"}) {
     EXPECT_TRUE(CheckEventTypeFilter(good).ok()) << good;
   }
   for (const char* bad : {"bogus", "rollout.pause", "", "x.", "cluster.healthy", "."}) {
@@ -43,7 +44,7 @@ TEST(EventTypesTest, TheProtoDocumentsEveryType) {
   for (absl::string_view word : absl::StrSplit(doc, absl::ByAnyChar(" ,;:()/\n"))) {
     word = absl::StripSuffix(word, ".");
     const bool lower = !word.empty() && std::all_of(word.begin(), word.end(), [](char c) {
-      return absl::ascii_islower(c) || c == '.';
+      return absl::ascii_islower(c) || c == '.' || c == '_';
     });
     // "source.commit", not "google.protobuf.Timestamp" or "BundleInfo.waiting".
     if (lower && (absl::StrContains(word, ".") || word == "resync") &&
