@@ -417,8 +417,8 @@ class Controller {
     // Its caller is named on no line any more: no cluster gets a new revision.
     bool caller_gone = false;
     // The strategy its rollout follows: its own partitions, else its fleet.yaml's
-    // rolloutStrategy at the render's commit (not Progressive when neither cuts).
-    // The bundle's own partitions, else its fleet.yaml's (with the bundle's --bake-time).
+    // rolloutStrategy at the render's commit (not Progressive when neither cuts), with the
+    // bundle's --bake-time.
     v1::RolloutStrategy Rollout() const {
       if (Progressive(definition.rollout())) return definition.rollout();
       v1::RolloutStrategy fleet = record.fleet_rollout();
