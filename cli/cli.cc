@@ -1073,6 +1073,22 @@ class Cli {
                      : " resumed\n");
     return 0;
   }
+  int BundleRefresh() {
+    absl::StatusOr<std::string> name = Name(2, "bundle name");
+    if (!name.ok()) return Usage(std::string(name.status().message()));
+    v1::RefreshBundleRequest request;
+    request.set_name(*name);
+    v1::BundleInfo info;
+    if (int rc = Call(&v1::AdminService::Stub::RefreshBundle, request, &info); rc != 0) return rc;
+    if (format_ != "table") return Print(info);
+    out_ << "bundle " << *name << " refreshed: "
+         << (info.revision().empty() ? std::string("no revision")
+                                     : absl::StrCat("revision ", info.revision().substr(0, 12)))
+         << " at "
+         << (info.commit().empty() ? std::string("no commit") : info.commit().substr(0, 12))
+         << (info.error().empty() ? "" : absl::StrCat("; error: ", info.error())) << "\n";
+    return 0;
+  }
   int BundleHistory() {
     absl::StatusOr<std::string> name = Name(2, "bundle name");
     if (!name.ok()) return Usage(std::string(name.status().message()));
@@ -2109,6 +2125,13 @@ const std::vector<Cli::Command>& Cli::Commands() {
        {},
        &Cli::BundleSuspend},
       {{"bundle", "resume"}, "NAME", "", {}, &Cli::BundleResume},
+      {{"bundle", "refresh"},
+       "NAME",
+       "fetch its source and render it again now, reading anew what it reads from\n"
+       "outside its repository (remote bases and files, charts): a release within its\n"
+       "range, or a branch a base follows, without waiting for the resync",
+       {},
+       &Cli::BundleRefresh},
       {{"rollout", "status"},
        "BUNDLE [--clusters=50] [-w [--commit=SHA] [--watch-timeout=30m]] | -w --source=S ...",
        "partitions, their clusters (those not ready first; 0: all), revision, health, and why "

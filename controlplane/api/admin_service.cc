@@ -730,6 +730,17 @@ grpc::Status AdminServiceImpl::ControlRollout(grpc::ServerContext* context,
       response);
 }
 
+grpc::Status AdminServiceImpl::RefreshBundle(grpc::ServerContext* context,
+                                             const v1::RefreshBundleRequest* request,
+                                             v1::BundleInfo* response) {
+  AdminCall call(this, context, "RefreshBundle", absl::StrCat("refresh ", request->name()));
+  if (!call.allowed()) return call.Refused();
+  if (absl::Status s = call.Check({{Named::kBundle, request->name()}}); !s.ok())
+    return call.Done(s);
+  return call.Reply(call.Hidden(controller_->RefreshBundle(request->name(), CallDeadline(context))),
+                    response);
+}
+
 grpc::Status AdminServiceImpl::SuspendBundle(grpc::ServerContext* context,
                                              const v1::SuspendBundleRequest* request,
                                              v1::BundleInfo* response) {
@@ -1157,6 +1168,7 @@ void AdminServiceImpl::Serve(ServerLoop* loop) {
   ServeUnary(loop, &async_, &Async::RequestGetRollout, this, &AdminServiceImpl::GetRollout);
   ServeUnary(loop, &async_, &Async::RequestControlRollout, this, &AdminServiceImpl::ControlRollout);
   ServeUnary(loop, &async_, &Async::RequestSuspendBundle, this, &AdminServiceImpl::SuspendBundle);
+  ServeUnary(loop, &async_, &Async::RequestRefreshBundle, this, &AdminServiceImpl::RefreshBundle);
   ServeUnary(loop, &async_, &Async::RequestSuspendCluster, this, &AdminServiceImpl::SuspendCluster);
   ServeUnary(loop, &async_, &Async::RequestBundleHistory, this, &AdminServiceImpl::BundleHistory);
   ServeUnary(loop, &async_, &Async::RequestPinBundle, this, &AdminServiceImpl::PinBundle);

@@ -95,6 +95,8 @@ class AdminServiceImpl final {
                               v1::RolloutStatus* response);
   grpc::Status SuspendBundle(grpc::ServerContext* context, const v1::SuspendBundleRequest* request,
                              v1::BundleInfo* response);
+  grpc::Status RefreshBundle(grpc::ServerContext* context, const v1::RefreshBundleRequest* request,
+                             v1::BundleInfo* response);
   grpc::Status SuspendCluster(grpc::ServerContext* context,
                               const v1::SuspendClusterRequest* request,
                               v1::SuspendClusterResponse* response);

@@ -82,6 +82,7 @@ constexpr MethodRule kMethods[] = {
     {"GetRollout", Role::kViewer, false},
     {"ControlRollout", Role::kOperator, true},
     {"SuspendBundle", Role::kOperator, true},
+    {"RefreshBundle", Role::kOperator, true},
     {"SuspendCluster", Role::kOperator, true},
     {"BundleHistory", Role::kViewer, false},
     {"PinBundle", Role::kOperator, true},

@@ -4306,6 +4306,37 @@ absl::StatusOr<v1::BundleInfo> Controller::SuspendBundle(const std::string& name
   return InfoLocked(it->second);
 }
 
+absl::StatusOr<v1::BundleInfo> Controller::RefreshBundle(const std::string& name,
+                                                         absl::Time wait_until) {
+  std::string source;
+  {
+    MutexLock lock(&mu_);
+    auto it = bundles_.find(name);
+    if (it == bundles_.end()) {
+      return absl::NotFoundError(absl::StrCat("bundle ", name, " not found"));
+    }
+    source = it->second.definition.source();
+    it->second.remote_pushed = true;  // rendered again, not from the render cache
+  }
+  // The remote files and chart indexes a render read are not recorded by repository:
+  // whatever the fetchers keep is read anew at its next use (an operator's act, rare).
+  if (options_.engines.remote_bases != nullptr) options_.engines.remote_bases->FetchAllAgain();
+  if (options_.engines.chart_fetcher != nullptr) options_.engines.chart_fetcher->FetchAllAgain();
+  GF_LOG(INFO) << "bundle " << name << ": refreshed by an operator";
+  // The source too (its other bundles are reconciled as a sync reconciles them): a commit
+  // it brings is what this render reads.
+  if (absl::StatusOr<v1::SourceInfo> synced = SyncSource(source, wait_until); !synced.ok()) {
+    // What it has of the source still renders anew.
+    GF_LOG(WARNING) << "bundle " << name << ": refresh: source " << source << ": "
+                    << synced.status();
+    ReconcileAndWait(name, wait_until);
+  }
+  MutexLock lock(&mu_);
+  auto it = bundles_.find(name);
+  if (it == bundles_.end()) return absl::NotFoundError(absl::StrCat("bundle ", name, " not found"));
+  return InfoLocked(it->second);
+}
+
 absl::StatusOr<v1::BundleHistoryResponse> Controller::BundleHistory(
     const std::string& name, int limit,
     const std::function<bool(const v1::ClusterInfo&)>& visible) {

@@ -314,6 +314,12 @@ class Controller {
                                                    absl::Time wait_until = absl::InfiniteFuture());
   absl::StatusOr<v1::BundleInfo> SuspendBundle(const std::string& bundle, bool suspend,
                                                absl::Time wait_until = absl::InfiniteFuture());
+  // An operator's refresh (Argo CD's hard refresh): fetches the bundle's source now, and
+  // renders it again reading anew what it reads from outside its repository (remote bases
+  // and files, charts, other Git repositories: what its record names), as a push webhook for
+  // those would; waits (like AddBundle) for the reconcile. NotFound for an unknown bundle.
+  absl::StatusOr<v1::BundleInfo> RefreshBundle(const std::string& bundle,
+                                               absl::Time wait_until = absl::InfiniteFuture());
   absl::Status SuspendCluster(const std::string& cluster, bool suspend);
   // `visible`, when set, says which clusters the caller may see: the others are neither
   // named nor counted where each revision is applied.

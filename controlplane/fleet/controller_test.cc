@@ -4701,6 +4701,47 @@ TEST_F(ControllerTest, ABundleReadingRemoteBasesRendersAgainAtEachResync) {
   EXPECT_EQ(renders(), before + 2);
 }
 
+// An operator's refresh (Argo CD's hard refresh) renders a bundle again now, reading anew
+// what it reads from outside: a remote file that changed with no commit reaches it without
+// waiting for the resync. An unknown bundle is NotFound.
+TEST_F(ControllerTest, ARefreshReadsWhatABundleReadsFromOutsideAnew) {
+  if (FindKustomize().empty()) GTEST_SKIP() << "neither kustomize nor kubectl is installed";
+  testing::ChartRepositoryServer files(TempDir("files"));
+  files.Write("install.yaml", Cm("operator", "1"));
+  if (absl::Status started = files.Start(); !started.ok()) GTEST_SKIP() << started;
+  git_.Write("remote/kustomization.yaml",
+             absl::StrCat("resources:\n- ", files.url(), "install.yaml\n"));
+  git_.Commit("a kustomization reading a remote file");
+  MemoryStore store;
+  FakeClock clock;
+  Hub hub(&store, metrics_);
+  ControllerOptions options = OnFakeClock(&clock);
+  options.resync_interval = absl::Minutes(10);
+  options.default_poll_interval = absl::Hours(10);
+  options.api_wait = absl::Seconds(30);
+  if (!kustomize_.empty()) options.engines.binaries["kustomize"] = kustomize_;
+  // Remote files kept for an hour: only a refresh (or a push) reads them anew.
+  options.engines.remote_bases = std::make_shared<RemoteBaseFetcher>(
+      repos_.get(), std::vector<std::string>{files.url()}, absl::Hours(1));
+  Controller controller(&store, repos_.get(), &hub, metrics_, options);
+  ASSERT_TRUE(controller.Load().ok());
+  controller.Start();
+  ASSERT_TRUE(controller.AddSource(Source(), false).ok());
+  absl::StatusOr<v1::BundleInfo> remote = controller.AddBundle(Bundle("remote", "remote"), false);
+  ASSERT_TRUE(remote.ok()) << remote.status();
+  ASSERT_FALSE(remote->revision().empty()) << remote->error();
+
+  files.Write("install.yaml", Cm("operator", "2"));
+  absl::SleepFor(absl::Milliseconds(200));
+  EXPECT_EQ(controller.ListBundles()[0].revision(), remote->revision()) << "nothing asked";
+  absl::StatusOr<v1::BundleInfo> refreshed =
+      controller.RefreshBundle("remote", absl::Now() + absl::Seconds(30));
+  ASSERT_TRUE(refreshed.ok()) << refreshed.status();
+  EXPECT_NE(refreshed->revision(), remote->revision()) << refreshed->error();
+  EXPECT_EQ(refreshed->commit(), remote->commit());
+  EXPECT_TRUE(absl::IsNotFound(controller.RefreshBundle("nope").status()));
+}
+
 // A bundle whose render fails on a remote base it reads (its first render, or a commit
 // that adds the base) names that repository too: a push that fixes the base renders it
 // at once, not at the end of its backoff.

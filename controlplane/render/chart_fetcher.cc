@@ -707,6 +707,12 @@ absl::StatusOr<std::map<std::string, std::string>> ParseChartRepositoryNames(
   return out;
 }
 
+void ChartFetcher::FetchAllAgain() {
+  MutexLock lock(&mu_);
+  indexes_.clear();
+  layers_.clear();
+}
+
 void ChartFetcher::FetchAgain(const std::set<std::string>& repos) {
   MutexLock lock(&mu_);
   // A chart repository's index is kept by its URL as written; a push names it normalized.

@@ -201,6 +201,9 @@ class ChartFetcher {
   // named: the next fetch of a chart there reads them again, however recently they were
   // read (a push of a chart told by a webhook).
   void FetchAgain(const std::set<std::string>& repos);
+  // Forgets every index and tag list read: the next fetch of any chart reads its
+  // repository's anew (an operator's refresh).
+  void FetchAllAgain();
   // The URL of the repository a chart's dependency names `name` (ChartFetchOptions::
   // repository_names); nullopt when no name is given it.
   std::optional<std::string> RepositoryNamed(const std::string& name) const;

@@ -311,6 +311,12 @@ absl::StatusOr<RemoteTree> RemoteBaseFetcher::Fetch(const std::string& repo, con
   return RemoteTree{commit->id, *std::move(files)};
 }
 
+void RemoteBaseFetcher::FetchAllAgain() {
+  MutexLock lock(&mu_);
+  fetched_.clear();
+  files_.clear();
+}
+
 void RemoteBaseFetcher::FetchAgain(const std::set<std::string>& repos) {
   MutexLock lock(&mu_);
   for (auto it = fetched_.begin(); it != fetched_.end();) {

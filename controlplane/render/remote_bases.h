@@ -78,6 +78,9 @@ class RemoteBaseFetcher {
   // The next Fetch of each repository whose normalized URL (NormalizeRepoUrl) is in `repos`
   // fetches it, however recently it was fetched: a push webhook named it.
   void FetchAgain(const std::set<std::string>& repos);
+  // The next Fetch and FetchFile of anything fetch it, however recently it was fetched (an
+  // operator's refresh: the remote files a render read are not recorded by repository).
+  void FetchAllAgain();
   // The login a remote file's URL gets (basic auth, to that host only, and its CAs), as
   // --git-credentials gives a repository under a prefix its credential; nullopt: none, an
   // error: the credential cannot be read. Unset: every file is fetched without one.

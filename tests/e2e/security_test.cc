@@ -344,6 +344,10 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
   std::vector<v1::BundleStatus> statuses = Status("", "team-a-app");
   ASSERT_EQ(statuses.size(), 1u);
   EXPECT_EQ(statuses[0].cluster(), "a-dev");
+  // Its own bundle it may refresh (fetched and rendered again now).
+  out = As(team, {"bundle", "refresh", "team-a-app"}, &code);
+  EXPECT_EQ(code, 0) << out;
+  EXPECT_THAT(out, HasSubstr("bundle team-a-app refreshed: revision "));
   EXPECT_THAT(Files("b-dev"), Not(::testing::Contains(HasSubstr("team-a-app"))));
   // Within its clusters, its objects stay in its namespaces: a cluster-wide binding fails
   // on the cluster, naming why, and is not applied.
@@ -419,6 +423,8 @@ TEST_F(Security, AScopedTokenReachesItsTeamsShareOfTheFleetAndNoMore) {
   EXPECT_THAT(As(team, {"cluster", "suspend", "b-dev"}, &code),
               HasSubstr("does not cover cluster b-dev"));
   EXPECT_THAT(As(team, {"bundle", "suspend", "web"}, &code),
+              HasSubstr("does not cover bundle web"));
+  EXPECT_THAT(As(team, {"bundle", "refresh", "web"}, &code),
               HasSubstr("does not cover bundle web"));
   EXPECT_THAT(As(team, {"bundle", "remove", "web"}, &code), HasSubstr("does not cover bundle web"));
   EXPECT_THAT(As(team, {"source", "remove", "demo"}, &code), HasSubstr("does not cover source"));
