@@ -142,15 +142,15 @@ struct RolloutStep {
 
 // Moves `record` (already reset for the current render) through `partitions` as far as
 // the clusters allow: a partition is passed once at most AllowedUnavailable of its
-// clusters are not ready (or it was promoted) and, with a BakeTime, have stayed so that long
-// (record.ready_since; not before the next partition after the last), or, none of them failed, while with it at most
-// AllowedUnavailablePartitions of the partitions reached are not ready (every cluster of a
-// paced one given the revision first); it halts the rollout when more than that
-// failed, or when it is not through by the deadline. `progress` tells how one partition's
-// clusters are doing. A paced partition gives the render to its clusters in the cut's
-// order, no more at a time than PaceOf not ready on it, and at once to those waiting their
-// turn that `progress` says are down on an older revision (PartitionProgress.down), each
-// counted as one not ready (as Fleet does).
+// clusters are not ready (or it was promoted) and, with a BakeTime, have stayed so that
+// long (record.ready_since; the last partition has none), or, none of them failed, while
+// with it at most AllowedUnavailablePartitions of the partitions reached are not ready
+// (every cluster of a paced one given the revision first); it halts the rollout when more
+// than that failed, or when it is not through by the deadline. `progress` tells how one
+// partition's clusters are doing. A paced partition gives the render to its clusters in
+// the cut's order, no more at a time than PaceOf not ready on it, and at once to those
+// waiting their turn that `progress` says are down on an older revision
+// (PartitionProgress.down), each counted as one not ready (as Fleet does).
 RolloutStep AdvanceRollout(v1::RolloutRecord& record, const std::vector<Partition>& partitions,
                            const v1::RolloutStrategy& strategy, absl::Time now,
                            const std::function<PartitionProgress(const Partition&)>& progress);
