@@ -1730,10 +1730,12 @@ std::string Controller::HeldBackLocked(const std::string& name, const BundleStat
     } else if (rollout.halted()) {
       absl::StrAppend(&now, ", paused: ", rollout.reason());
     } else if (rollout.has_ready_since()) {
-      absl::StrAppend(&now, ", ready and baking (--bake-time=",
-                      absl::FormatDuration(BakeTime(state.Rollout())), ") since ",
-                      absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", FromProtoTime(rollout.ready_since()),
-                                       absl::UTCTimeZone()));
+      absl::StrAppend(
+          &now, ", ready and baking (--bake-time=",
+          absl::FormatDuration(absl::Seconds(state.definition.rollout().bake_seconds())),
+          ") since ",
+          absl::FormatTime("%Y-%m-%dT%H:%M:%SZ", FromProtoTime(rollout.ready_since()),
+                           absl::UTCTimeZone()));
     }
     return absl::StrCat("rollout: ", where, "; ", now);
   }
@@ -3635,7 +3637,7 @@ Hub::Gate Controller::RolloutGate(const std::string& name) {
     auto it = bundles_.find(name);
     if (it == bundles_.end()) return nullptr;
     const BundleState& state = it->second;
-    strategy = state.Rollout();
+    strategy = state.RolloutWithBake();
     definition_generation = state.definition.generation();
     suspended = state.record.suspended();
     paused = HeldBySource(state.record, state.definition);
@@ -4078,7 +4080,7 @@ absl::StatusOr<v1::RolloutStatus> Controller::GetRollout(const std::string& name
     cut = state.partitions;
     rollout = state.record.rollout();
     content = state.content;
-    strategy = state.Rollout();
+    strategy = state.RolloutWithBake();
   }
   static const auto* const kNone = new std::vector<Partition>();
   const std::vector<Partition>& partitions = cut != nullptr ? *cut : *kNone;

@@ -423,15 +423,17 @@ class Controller {
     // Its caller is named on no line any more: no cluster gets a new revision.
     bool caller_gone = false;
     // The strategy its rollout follows: its own partitions, else its fleet.yaml's
-    // rolloutStrategy at the render's commit (not Progressive when neither cuts), with the
-    // bundle's --bake-time.
-    v1::RolloutStrategy Rollout() const {
-      if (Progressive(definition.rollout())) return definition.rollout();
-      v1::RolloutStrategy fleet = record.fleet_rollout();
-      if (definition.rollout().bake_seconds() > 0 && Progressive(fleet)) {
-        fleet.set_bake_seconds(definition.rollout().bake_seconds());
-      }
-      return fleet;
+    // rolloutStrategy at the render's commit (not Progressive when neither cuts). Asked per
+    // cluster (HeldBackLocked): a reference, never a copy.
+    const v1::RolloutStrategy& Rollout() const {
+      return Progressive(definition.rollout()) ? definition.rollout() : record.fleet_rollout();
+    }
+    // Rollout() as AdvanceRollout takes it: with the bundle's own --bake-time, which holds
+    // a fleet.yaml's partitions too.
+    v1::RolloutStrategy RolloutWithBake() const {
+      v1::RolloutStrategy strategy = Rollout();
+      strategy.set_bake_seconds(definition.rollout().bake_seconds());
+      return strategy;
     }
     bool ScopeGated() const {
       return caller_gone || (scope_clusters_now.has_value() &&
